@@ -1,0 +1,168 @@
+"""The quality ladder: several checkpoints served together, one per quality level.
+
+A ladder is a directory of checkpoint directories (the shipped one is ``pretrained/``)::
+
+    pretrained/
+      q1/ … q5/      entropy-coded models, levels 1 (smallest codes) … 5 (best quality)
+      q3-denoise/    level 3, trained to remove noise (σ 0.4) from its input
+      seed/          the tutorial's network, code format v1, served as quality 0
+
+The sender picks a model by ``(quality, denoise)``; the code says which model made it (its
+level byte, or a v1 code's model id), so the receiver picks the matching decoder unasked.
+A single checkpoint directory, or a single ``.safetensors`` file, is a ladder of one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from latentwire import bitstream
+from latentwire.checkpoint import DECODER_FILE, DEFAULT_CHECKPOINT_DIR, ENCODER_FILE, Half
+from latentwire.codec import Compressor, Decompressor, ModelHalf
+from latentwire.errors import BadCheckpointError, BadRequestError, ForeignModelError, LatentwireError
+
+__all__ = ["DecoderLadder", "EncoderLadder", "checkpoint_files", "describe"]
+
+SEED_QUALITY = 0  # the v1 model's quality number in a ladder
+Model = TypeVar("Model", bound=ModelHalf)
+
+
+def checkpoint_files(path: Path | str | None, half: Half) -> list[Path]:
+    """The ``half`` files of a ladder directory, a checkpoint directory, or a single file."""
+    root = Path(path) if path not in (None, "") else DEFAULT_CHECKPOINT_DIR
+    name = ENCODER_FILE if half == "encoder" else DECODER_FILE
+    if root.is_file():
+        return [root]
+    if (root / name).is_file():
+        return [root / name]
+    files = sorted(p / name for p in root.iterdir() if (p / name).is_file()) if root.is_dir() else []
+    if not files:
+        raise BadCheckpointError(f"no {half} checkpoint at {root} (nor in its subdirectories)")
+    return files
+
+
+class _Ladder(Generic[Model]):
+    def __init__(self, models: Iterable[Model]) -> None:
+        self.models = list(models)
+        if not self.models:
+            raise BadCheckpointError("a ladder needs at least one checkpoint")
+        self.by_level: dict[tuple[int, bool], Model] = {}
+        self.by_id: dict[str, Model] = {}
+        for model in self.models:
+            key = (model.level, model.denoise)
+            if model.format_version == bitstream.FORMAT_V2 and key in self.by_level:
+                raise BadCheckpointError(
+                    f"two checkpoints claim level {model.level} (denoise={model.denoise})"
+                )
+            if model.format_version == bitstream.FORMAT_V2 or key not in self.by_level:
+                self.by_level.setdefault(key, model)
+            self.by_id[model.model_id] = model
+
+    def levels(self) -> list[Model]:
+        """Every model, sorted by (denoise, level)."""
+        return sorted(self.models, key=lambda m: (m.denoise, m.level))
+
+
+class EncoderLadder(_Ladder[Compressor]):
+    """The sender's models, by quality level."""
+
+    def __init__(self, models: Iterable[Compressor], *, default_quality: int | None = None) -> None:
+        super().__init__(models)
+        plain = sorted(level for level, denoise in self.by_level if not denoise)
+        if default_quality is not None and (default_quality, False) not in self.by_level:
+            raise BadCheckpointError(
+                f"default quality {default_quality} is not in the ladder (levels {plain})"
+            )
+        # Without a setting: the middle of the ladder's plain (non-denoising) levels.
+        middle = plain[(len(plain) - 1) // 2] if plain else self.models[0].level
+        self.default_quality = default_quality if default_quality is not None else middle
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, default_quality: int | None = None) -> EncoderLadder:
+        return cls(
+            (Compressor.from_checkpoint(f) for f in checkpoint_files(path, "encoder")),
+            default_quality=default_quality,
+        )
+
+    def select(self, *, quality: int | None = None, denoise: bool = False) -> Compressor:
+        """The model for ``quality`` (default: the ladder's default, or the denoiser's own level)."""
+        if quality is None:
+            if denoise:
+                denoisers = sorted(level for level, d in self.by_level if d)
+                quality = self.default_quality if self.default_quality in denoisers else (denoisers or [0])[0]
+            else:
+                quality = self.default_quality
+        model = self.by_level.get((quality, denoise))
+        if model is None:
+            offered = sorted(level for level, d in self.by_level if d == denoise)
+            kind = "denoising " if denoise else ""
+            raise BadRequestError(
+                f"no {kind}model at quality {quality}",
+                hint=f"{kind}quality levels here: {offered}" if offered else "denoising is not offered here",
+            )
+        return model
+
+
+class DecoderLadder(_Ladder[Decompressor]):
+    """The receiver's models; each code is routed to the model that made it."""
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> DecoderLadder:
+        return cls(Decompressor.from_checkpoint(f) for f in checkpoint_files(path, "decoder"))
+
+    def route(self, code: bytes) -> Decompressor:
+        """The model a code names (v2: by level byte; v1: by the model id it carries)."""
+        header = bitstream.read_header(code)
+        if header.version == bitstream.FORMAT_V1:
+            bitstream.unpack_v1(code, model_id=header.model_id)  # length and CRC before trusting the id
+            model = self.by_id.get(header.model_id)
+            if model is None or model.format_version != bitstream.FORMAT_V1:
+                raise ForeignModelError(
+                    f"the code was made by model {header.model_id}, which this receiver lacks"
+                )
+            return model
+        model = self.by_level.get((header.level, header.denoise))
+        if model is None or model.format_version != bitstream.FORMAT_V2:
+            kind = "denoising " if header.denoise else ""
+            raise ForeignModelError(
+                f"the code names {kind}quality level {header.level}, which this receiver lacks"
+            )
+        return model
+
+    def model_id_for(self, level: int, denoise: bool) -> str:
+        model = self.by_level.get((level, denoise))
+        if model is None:
+            raise ForeignModelError(f"the batch names quality level {level}, which this receiver lacks")
+        return model.model_id
+
+    def decompress(self, codes: Sequence[bytes]) -> tuple[np.ndarray, list[Decompressor]]:
+        """N codes (of any models here) → uint8 (N, 28, 28) and the model of each.
+
+        Every code is checked before any is decoded; a batch error names the culprit's index.
+        """
+        models, latents = [], []
+        for index, code in enumerate(codes):
+            try:
+                model = self.route(code)
+                latents.append(model.latent_values(model.payload(code)))
+            except LatentwireError as exc:
+                where = f"code {index}: " if len(codes) > 1 else ""
+                raise type(exc)(where + exc.message, hint=exc.hint) from exc
+            models.append(model)
+        out = np.zeros((len(codes), 28, 28), np.uint8)
+        for model in {id(m): m for m in models}.values():  # one decoder pass per model
+            rows = [i for i, m in enumerate(models) if m is model]
+            out[rows] = model.decode_latents(np.stack([latents[i] for i in rows]))
+        return out, models
+
+    def unpack_batch(self, data: bytes, *, max_codes: int) -> list[bytes]:
+        return bitstream.unpack_batch(data, max_codes=max_codes, model_id_for=self.model_id_for)
+
+
+def describe(ladder: _Ladder[Model]) -> str:
+    """One line for logs: each level with its model id."""
+    return ", ".join(f"q{m.level}{'-denoise' if m.denoise else ''}={m.model_id}" for m in ladder.levels())

@@ -1,0 +1,191 @@
+"""Network definitions: named architecture presets and the Encoder / Decoder they build.
+
+Two families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents, code format
+v1) and ``dense`` (built for rate: a narrow vector bottleneck entropy-coded with a learned
+prior, code format v2; after the TensorFlow Compression MNIST model)::
+
+    dense:  image → Conv 5×5/2 → Conv 5×5/2 → Linear(49C → H) → Linear(H → K) → latent (N, K)
+            latent → Linear(K → H) → Linear(H → 49C) → ConvT 5×5/2 → ConvT 5×5/2 → sigmoid
+
+A preset is a frozen dataclass registered by name. Checkpoints store the preset's fields, and
+the networks are rebuilt from them (never guessed from tensor shapes).
+
+The ``seed`` preset is the tutorial's Keras autoencoder, layer for layer::
+
+    image (N, 1, 28, 28) in [0, 1]
+      Conv2d(1→32, 3×3, same) + ReLU → MaxPool 2      (N, 32, 14, 14)
+      Conv2d(32→32, 3×3, same) + ReLU → MaxPool 2     (N, 32, 7, 7)   ← latent, 1,568 values ≥ 0
+      ConvTranspose2d(32→32, 3×3, stride 2) + ReLU    (N, 32, 14, 14)
+      ConvTranspose2d(32→32, 3×3, stride 2) + ReLU    (N, 32, 28, 28)
+      Conv2d(32→1, 3×3, same) + sigmoid               (N, 1, 28, 28)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "PRESETS",
+    "Decoder",
+    "Encoder",
+    "Preset",
+    "get_preset",
+    "preset_from_dict",
+    "register_preset",
+]
+
+IMAGE_SIZE = 28
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An architecture: everything needed to rebuild the encoder and decoder."""
+
+    name: str
+    family: str  # selects the builder below
+    channels: int = 32  # feature maps in the hidden convolutions
+    latent_channels: int = 32  # seed: channels of the (C, 7, 7) latent
+    hidden: int = 0  # dense: width of the fully connected layer before the bottleneck
+    latent_dims: int = 0  # dense: K, the length of the latent vector
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one image's latent: (C, H, W) for seed, (K,) for dense."""
+        if self.family == "seed":
+            return (self.latent_channels, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
+        if self.family == "dense":
+            return (self.latent_dims,)
+        raise ValueError(f"unknown family {self.family!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    """Add a preset to the registry (names are unique)."""
+    if preset.name in PRESETS:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+
+
+def preset_from_dict(fields: dict[str, Any]) -> Preset:
+    """Rebuild a preset from the fields a checkpoint stored (unknown fields are an error)."""
+    known = {f.name for f in dataclasses.fields(Preset)}
+    unknown = set(fields) - known
+    if unknown:
+        raise ValueError(f"unknown preset fields {sorted(unknown)}")
+    return Preset(**fields)
+
+
+# The tutorial's network (see the module docstring).
+register_preset(Preset(name="seed", family="seed"))
+# A quarter-width seed for fast tests and CI smoke training.
+register_preset(Preset(name="tiny", family="seed", channels=8, latent_channels=8))
+# Built for rate: a narrow vector bottleneck whose integers are entropy coded (the quality ladder).
+register_preset(Preset(name="dense", family="dense", channels=16, hidden=256, latent_dims=48))
+# The same shape, small: for tests and CI smoke training of the entropy-coded path.
+register_preset(Preset(name="dense-tiny", family="dense", channels=8, hidden=32, latent_dims=8))
+
+
+def _seed_encoder(p: Preset) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, p.channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, C, 14, 14)
+        nn.Conv2d(p.channels, p.latent_channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, latent_channels, 7, 7)
+    )
+
+
+def _seed_decoder(p: Preset) -> nn.Sequential:
+    # padding=1, output_padding=1 doubles the size exactly, like Keras' padding="same" at stride 2.
+    return nn.Sequential(
+        nn.ConvTranspose2d(p.latent_channels, p.channels, 3, stride=2, padding=1, output_padding=1),
+        nn.ReLU(),  # (N, C, 14, 14)
+        nn.ConvTranspose2d(p.channels, p.channels, 3, stride=2, padding=1, output_padding=1),
+        nn.ReLU(),  # (N, C, 28, 28)
+        nn.Conv2d(p.channels, 1, 3, padding=1),
+        nn.Sigmoid(),
+    )
+
+
+def _dense_encoder(p: Preset) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
+        nn.ReLU(),  # (N, C, 14, 14)
+        nn.Conv2d(p.channels, p.channels, 5, stride=2, padding=2),
+        nn.ReLU(),  # (N, C, 7, 7)
+        nn.Flatten(),
+        nn.Linear(p.channels * 49, p.hidden),
+        nn.ReLU(),
+        nn.Linear(p.hidden, p.latent_dims),  # (N, K): no activation, the prior models its range
+    )
+
+
+def _dense_decoder(p: Preset) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(p.latent_dims, p.hidden),
+        nn.ReLU(),
+        nn.Linear(p.hidden, p.channels * 49),
+        nn.ReLU(),
+        nn.Unflatten(1, (p.channels, 7, 7)),
+        nn.ConvTranspose2d(p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
+        nn.ReLU(),  # (N, C, 14, 14)
+        nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
+        nn.Sigmoid(),  # (N, 1, 28, 28)
+    )
+
+
+_BUILDERS: dict[str, tuple[Callable[[Preset], nn.Module], Callable[[Preset], nn.Module]]] = {
+    "seed": (_seed_encoder, _seed_decoder),
+    "dense": (_dense_encoder, _dense_decoder),
+}
+
+
+def _builders(preset: Preset) -> tuple[Callable[[Preset], nn.Module], Callable[[Preset], nn.Module]]:
+    try:
+        return _BUILDERS[preset.family]
+    except KeyError:
+        raise ValueError(f"unknown family {preset.family!r}") from None
+
+
+class Encoder(nn.Module):
+    """Image (N, 1, 28, 28) in [0, 1] → latent (N, *preset.latent_shape)."""
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        self.preset = preset
+        self.net = _builders(preset)[0](preset)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+class Decoder(nn.Module):
+    """Latent (N, *preset.latent_shape) → image (N, 1, 28, 28) in [0, 1]."""
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        self.preset = preset
+        self.net = _builders(preset)[1](preset)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.net(latents)

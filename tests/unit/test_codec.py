@@ -1,0 +1,142 @@
+"""The codec: compress/decompress round trips for both kinds, refusals, determinism."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from latentwire import bitstream
+from latentwire.codec import Compressor, Decompressor, UniformQuantizer
+from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, ForeignModelError
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+
+
+def test_v1_round_trip_shapes_and_sizes(tiny_checkpoint: Path) -> None:
+    compressor, decompressor = (
+        Compressor.from_checkpoint(tiny_checkpoint),
+        Decompressor.from_checkpoint(tiny_checkpoint),
+    )
+    codes = compressor.compress(IMAGES)
+    assert len(codes) == 6 and {len(c) for c in codes} == {15 + 8 * 7 * 7}
+    assert compressor.format_version == 1 and bitstream.read_header(codes[0]).version == 1
+    out = decompressor.decompress(codes)
+    assert out.shape == (6, 28, 28) and out.dtype == np.uint8
+    assert np.array_equal(decompressor.decompress(codes[2:3])[0], out[2])
+    assert compressor.compress(IMAGES[0]) == codes[:1]  # a single (28, 28) image works too
+    assert decompressor.decompress([]).shape == (0, 28, 28)
+
+
+def test_v2_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+    root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
+    compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
+    codes = compressor.compress(IMAGES)
+    assert compressor.format_version == 2
+    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=2, level=2) for c in codes)
+    out = decompressor.decompress(codes)
+    assert out.shape == (6, 28, 28) and out.dtype == np.uint8
+    # the receiver sees exactly the integers the sender coded
+    symbols = compressor.symbols(IMAGES)
+    assert compressor.tables is not None
+    expected = decompressor.decode_latents(compressor.tables.values(symbols).astype(np.float64))
+    assert np.array_equal(out, expected)
+    container = compressor.compress_batch(IMAGES)
+    assert len(container) == 8 + sum(len(c) - 2 + 1 for c in codes)
+
+
+def test_decoding_is_deterministic_across_batches_and_processes(
+    tmp_path: Path, checkpoint_factory: Callable[..., Path]
+) -> None:
+    root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
+    codes = Compressor.from_checkpoint(root).compress(IMAGES)
+    decompressor = Decompressor.from_checkpoint(root)
+    together = decompressor.decompress(codes)
+    alone = np.stack([decompressor.decompress([c])[0] for c in codes])
+    halves = np.concatenate([decompressor.decompress(codes[:4]), decompressor.decompress(codes[4:])])
+    torch.set_num_threads(1)
+    try:
+        one_thread = decompressor.decompress(codes)
+    finally:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+    for other in (alone, halves, one_thread):
+        assert other.tobytes() == together.tobytes()
+    script = (
+        "import sys, numpy as np; from latentwire.codec import Decompressor;"
+        "codes = [bytes.fromhex(h) for h in sys.argv[2:]];"
+        "sys.stdout.write(Decompressor.from_checkpoint(sys.argv[1]).decompress(codes).tobytes().hex())"
+    )
+    other_process = subprocess.run(
+        [sys.executable, "-c", script, str(root), *(c.hex() for c in codes)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert bytes.fromhex(other_process.stdout) == together.tobytes()
+
+
+def test_bad_images_are_refused(tiny_checkpoint: Path) -> None:
+    compressor = Compressor.from_checkpoint(tiny_checkpoint)
+    with pytest.raises(BadImageError):
+        compressor.compress(np.zeros((2, 28, 28), np.float32))
+    with pytest.raises(BadImageError):
+        compressor.compress(np.zeros((2, 27, 28), np.uint8))
+
+
+def test_foreign_and_corrupted_codes_are_refused(tiny_checkpoint: Path, other_checkpoint: Path) -> None:
+    code = Compressor.from_checkpoint(other_checkpoint).compress(np.zeros((28, 28), np.uint8))[0]
+    decompressor = Decompressor.from_checkpoint(tiny_checkpoint)
+    with pytest.raises(ForeignModelError):
+        decompressor.decompress([code])
+    good = Compressor.from_checkpoint(tiny_checkpoint).compress(np.zeros((28, 28), np.uint8))[0]
+    corrupted = bytearray(good)
+    corrupted[20] ^= 0x10
+    with pytest.raises(BadCodeError, match=r"code 1: .*checksum"):  # a batch names the culprit
+        decompressor.decompress([good, bytes(corrupted)])
+
+
+def test_v2_foreign_model_is_refused(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+    mine = checkpoint_factory(tmp_path / "a", preset="dense-tiny", level=2, seed=1)
+    theirs = checkpoint_factory(tmp_path / "b", preset="dense-tiny", level=2, seed=2)
+    codes = Compressor.from_checkpoint(theirs).compress(IMAGES)
+    with pytest.raises(BadCodeError, match="made by a model this receiver does not serve"):
+        Decompressor.from_checkpoint(mine).decompress(codes[:1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    latents=arrays(np.float32, (2, 3, 2, 2), elements=st.floats(0, 10, width=32)),
+    latent_max=st.floats(0.5, 8.0),
+)
+def test_quantizer_error_is_bounded(latents: np.ndarray, latent_max: float) -> None:
+    quantizer = UniformQuantizer(latent_max)
+    z = torch.from_numpy(latents)
+    restored = quantizer.dequantize(quantizer.quantize(z), (3, 2, 2))
+    expected = z.clamp(0, latent_max).double()
+    assert float((restored - expected).abs().max()) <= latent_max / 255 / 2 + 1e-5
+
+
+def test_quantizer_parameters() -> None:
+    assert UniformQuantizer.from_dict(UniformQuantizer(2.5).to_dict()).latent_max == 2.5
+    with pytest.raises(ValueError):
+        UniformQuantizer(0.0)
+
+
+def test_unknown_codec_kind_is_refused(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+    from latentwire.checkpoint import load_decoder, save_checkpoint
+
+    loaded = load_decoder(checkpoint_factory(tmp_path / "x"))
+    enc_loaded = Compressor.from_checkpoint(tmp_path / "x").encoder.float()
+    save_checkpoint(tmp_path / "y", encoder=enc_loaded, decoder=loaded.module, codec={"kind": "zstd"})  # type: ignore[arg-type]
+    with pytest.raises(BadCheckpointError, match="unknown codec"):
+        Decompressor.from_checkpoint(tmp_path / "y")

@@ -1,0 +1,51 @@
+"""Model shapes and the preset registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentwire.nets import PRESETS, Decoder, Encoder, Preset, get_preset, preset_from_dict, register_preset
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@torch.no_grad()
+def test_encoder_decoder_shapes(name: str) -> None:
+    preset = get_preset(name)
+    images = torch.rand(3, 1, 28, 28)
+    latents = Encoder(preset)(images)
+    assert latents.shape == (3, *preset.latent_shape)
+    out = Decoder(preset)(latents)
+    assert out.shape == (3, 1, 28, 28)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0  # sigmoid output
+
+
+@torch.no_grad()
+def test_seed_is_the_tutorial_network() -> None:
+    preset = get_preset("seed")
+    assert preset.latent_shape == (32, 7, 7)  # 1,568 values per image
+    enc, dec = Encoder(preset), Decoder(preset)
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (1, 32, (3, 3)),
+        (32, 32, (3, 3)),
+    ]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in enc.modules()) == 2
+    transposed = [m for m in dec.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(t.in_channels, t.out_channels, t.stride) for t in transposed] == [(32, 32, (2, 2))] * 2
+    assert isinstance(list(dec.modules())[-1], torch.nn.Sigmoid)
+    # latents are post-ReLU, so never negative
+    assert float(enc(torch.rand(2, 1, 28, 28)).min()) >= 0.0
+
+
+def test_registry_round_trip_and_errors() -> None:
+    preset = get_preset("tiny")
+    assert preset_from_dict(preset.to_dict()) == preset
+    with pytest.raises(KeyError, match="unknown preset"):
+        get_preset("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_preset(Preset(name="seed", family="seed"))
+    with pytest.raises(ValueError, match="unknown preset fields"):
+        preset_from_dict({**preset.to_dict(), "surprise": 1})
+    with pytest.raises(ValueError, match="unknown family"):
+        Encoder(Preset(name="x", family="martian"))
