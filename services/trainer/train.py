@@ -23,6 +23,7 @@ Writes ``encoder.safetensors``, ``decoder.safetensors`` and ``reconstructions.pn
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import math
 import platform
@@ -31,18 +32,19 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import safetensors
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from tqdm import tqdm
 
 import latentwire
 from latentwire import arithmetic
-from latentwire.checkpoint import save_checkpoint
+from latentwire.checkpoint import load_decoder, load_encoder, save_checkpoint
 from latentwire.codec import FACTORIZED, Compressor, Decompressor, fit_quantizer, to_tensor
 from latentwire.data import dataset_checksum, load_mnist
 from latentwire.entropy import FactorizedPrior
@@ -78,13 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lmbda",
-        type=float,
-        default=30.0,
+        type=_floats,
+        default=[30.0],
         help="dense presets: λ in bits + λ·distortion (larger: bigger codes, better quality)",
     )
     p.add_argument(
-        "--level", type=int, default=3, help="dense presets: the quality level the code carries (1-15)"
+        "--level",
+        type=int,
+        default=3,
+        help="dense presets: the quality level the codes carry (1-15); with several λ, the first "
+        "one's, and the levels go to --out/q<level>",
     )
+    p.add_argument("--init-from", type=Path, help="start from this checkpoint's network weights (same preset)")
     p.add_argument(
         "--noise-sigma",
         type=float,
@@ -105,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _floats(text: str) -> list[float]:
+    """'8' or '3,8,20': one λ per quality level."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("every λ must be positive")
+    return values
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,10 +172,27 @@ def batches(
 # model and loss
 
 
+class RateHeads(nn.Module):
+    """What rate training adds to a dense preset: one entropy model per quality level, and gains.
+
+    One network serves every level (Cui et al.'s gained variable-rate autoencoder): level l scales
+    the latent by a learned gain before rounding and by a learned inverse gain before decoding,
+    and has its own prior. At export the gains are folded into the encoder's last and the
+    decoder's first linear layer, so each level becomes an ordinary checkpoint. Training L
+    levels costs about what training one does.
+    """
+
+    def __init__(self, dims: int, levels: int) -> None:
+        super().__init__()
+        self.priors = nn.ModuleList(FactorizedPrior(dims) for _ in range(levels))
+        self.log_gains = nn.Parameter(torch.zeros(levels, dims))
+        self.log_inverse_gains = nn.Parameter(torch.zeros(levels, dims))
+
+
 class Model(NamedTuple):
     encoder: Encoder
     decoder: Decoder
-    prior: FactorizedPrior | None  # the entropy model, for rate-trained (dense) presets
+    heads: RateHeads | None  # rate-trained (dense) presets only
 
 
 def distortion(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -170,17 +205,30 @@ def distortion(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.T
 
 
 def forward(
-    model: Model, batch: Batch, *, loss: str, lmbda: float
+    model: Model, batch: Batch, *, loss: str, lmbdas: Sequence[float], level: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(objective, output images, bits per image); bits are 0 for presets without a prior."""
-    latents = model.encoder(batch.inputs)
-    if model.prior is None:
+    """(objective, output images, bits per image); bits are 0 for presets without a prior.
+
+    Rate training splits the batch between the levels (image i goes to level i mod L) unless
+    ``level`` names one.
+    """
+    latents = model.encoder(batch.inputs)  # (B, K) or (B, C, 7, 7)
+    if model.heads is None:
         output = model.decoder(latents)
         bits = torch.zeros(len(output), device=output.device)
         return distortion(loss, output, batch.targets).mean() / (28 * 28), output, bits
-    rounded, bits = model.prior(latents)  # decoder sees rounded latents; rate on noisy ones
-    output = model.decoder(rounded)
-    return (bits + lmbda * distortion(loss, output, batch.targets)).mean(), output, bits
+    heads, count = model.heads, len(latents)
+    levels = torch.full((count,), level) if level is not None else torch.arange(count) % len(heads.priors)
+    levels = levels.to(latents.device)
+    scaled = latents * torch.exp(heads.log_gains[levels])
+    rounded, bits = torch.empty_like(scaled), torch.empty(count, device=scaled.device)
+    for index, prior in enumerate(heads.priors):  # decoder sees rounded latents; rate on noisy ones
+        rows = levels == index
+        if rows.any():
+            rounded[rows], bits[rows] = prior(scaled[rows])
+    output = model.decoder(rounded * torch.exp(heads.log_inverse_gains[levels]))
+    weights = torch.tensor(lmbdas, device=scaled.device)[levels]
+    return (bits + weights * distortion(loss, output, batch.targets)).mean(), output, bits
 
 
 # -----------------------------------------------------------------------------
@@ -189,23 +237,22 @@ def forward(
 
 @torch.no_grad()
 def evaluate(
-    model: Model, images: torch.Tensor, *, loss: str, lmbda: float, sigma: float
+    model: Model, images: torch.Tensor, *, loss: str, lmbdas: Sequence[float], sigma: float, level: int | None
 ) -> dict[str, float]:
     """Objective, estimated bits and PSNR (of the mean MSE, on uint8 pixels) over ``images``."""
-    for module in model:
-        if module is not None:
-            module.eval()
+    modules = [m for m in model if m is not None]
+    for module in modules:
+        module.eval()
     generator = torch.Generator(device=images.device).manual_seed(1234)  # same noise every epoch
     total, bits_sum, squared, count = 0.0, 0.0, 0.0, 0
     for batch in batches(images, batch_size=1000, sigma=sigma, generator=generator, shuffle=False):
-        objective, output, bits = forward(model, batch, loss=loss, lmbda=lmbda)
+        objective, output, bits = forward(model, batch, loss=loss, lmbdas=lmbdas, level=level)
         total += float(objective) * len(output)
         bits_sum += float(bits.sum())
         squared += float(((torch.round(output * 255) - torch.round(batch.targets * 255)) ** 2).sum())
         count += len(output)
-    for module in model:
-        if module is not None:
-            module.train()
+    for module in modules:
+        module.train()
     mse = squared / (count * 28 * 28)
     return {
         "objective": total / count,
@@ -268,26 +315,58 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def export(model: Model, args: argparse.Namespace, train_images: torch.Tensor, **meta: object) -> None:
-    """Freeze the codec (8-bit range, or the integer CDF tables) and write both halves."""
+def fold_gains(model: Model, index: int) -> tuple[Encoder, Decoder]:
+    """Level ``index`` as a plain network pair: its gains folded into the outer linear layers."""
+    assert model.heads is not None
+    encoder, decoder = copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu()
+    gain = torch.exp(model.heads.log_gains[index]).detach().cpu()
+    inverse = torch.exp(model.heads.log_inverse_gains[index]).detach().cpu()
+    # the dense family's bottleneck layers
+    last, first = list(encoder.net.children())[-1], next(decoder.net.children())
+    assert isinstance(last, nn.Linear) and isinstance(first, nn.Linear)
     with torch.no_grad():
-        if model.prior is None:
-            sample = train_images[:10_000]
-            latents = torch.cat([model.encoder(sample[i : i + 1000]) for i in range(0, len(sample), 1000)])
-            codec, tables, level = fit_quantizer(latents.cpu()).to_dict(), None, 0
-        else:
-            codec, tables, level = dict(FACTORIZED), model.prior.cpu().freeze().to_tensors(), args.level
-    model.encoder.cpu(), model.decoder.cpu()
+        last.weight.mul_(gain[:, None])
+        last.bias.mul_(gain)
+        first.weight.mul_(inverse[None, :])
+    return encoder, decoder
+
+
+def export(
+    model: Model, args: argparse.Namespace, index: int, out: Path, train: torch.Tensor, **meta: Any
+) -> None:
+    """Freeze level ``index``'s codec (8-bit range, or integer CDF tables) and write both halves."""
+    if model.heads is None:
+        encoder, decoder = copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu()
+        with torch.no_grad():
+            sample = train[:10_000].cpu()
+            latents = torch.cat([encoder(sample[i : i + 1000]) for i in range(0, len(sample), 1000)])
+        codec, tables, level = fit_quantizer(latents).to_dict(), None, 0
+    else:
+        encoder, decoder = fold_gains(model, index)
+        prior = model.heads.priors[index]
+        assert isinstance(prior, FactorizedPrior)
+        codec, tables, level = (
+            dict(FACTORIZED),
+            copy.deepcopy(prior).cpu().freeze().to_tensors(),
+            args.level + index,
+        )
+    training = {**meta.pop("training"), "lmbda": args.lmbda[index], "level": level}
     save_checkpoint(
-        args.out,
-        encoder=model.encoder,
-        decoder=model.decoder,
-        codec=codec,
-        tables=tables,
-        level=level,
-        denoise=args.noise_sigma > 0,
-        **meta,  # type: ignore[arg-type]
-    )
+        out, encoder=encoder, decoder=decoder, codec=codec, tables=tables, level=level,
+        denoise=args.noise_sigma > 0, training=training, **meta,
+    )  # fmt: skip
+
+
+def write_figure(out: Path, test_np: np.ndarray, args: argparse.Namespace) -> None:
+    """Originals over reconstructions through the exported codec, like the tutorial's display()."""
+    shown = test_np[:10]
+    rows = [shown]
+    if args.noise_sigma > 0:
+        shown = noisy_pixels(shown, args.noise_sigma, args.seed)
+        rows.append(shown)
+    compressor, decompressor = Compressor.from_checkpoint(out), Decompressor.from_checkpoint(out)
+    rows.append(decompressor.decompress(compressor.compress(shown)))
+    save_figure(out / "reconstructions.png", rows)
 
 
 # -----------------------------------------------------------------------------
@@ -306,6 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
+    if preset.family != "dense" and len(args.lmbda) > 1:
+        log.error("error: several --lmbda values need a dense preset")
+        return 2
 
     # data
     try:
@@ -327,8 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     # model and optimizer
-    prior = FactorizedPrior(preset.latent_dims).to(device) if preset.family == "dense" else None
-    model = Model(Encoder(preset).to(device), Decoder(preset).to(device), prior)
+    heads = RateHeads(preset.latent_dims, len(args.lmbda)).to(device) if preset.family == "dense" else None
+    model = Model(Encoder(preset).to(device), Decoder(preset).to(device), heads)
+    if args.init_from:  # warm start: the network's weights (not the entropy model's) from a checkpoint
+        try:
+            model.encoder.load_state_dict(load_encoder(args.init_from).module.state_dict())
+            model.decoder.load_state_dict(load_decoder(args.init_from).module.state_dict())
+        except (LatentwireError, RuntimeError) as exc:
+            log.error("error: cannot start from %s: %s", args.init_from, exc)
+            return 1
     params = [p for module in model if module is not None for p in module.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.lr)
     steps = args.epochs * math.ceil(len(train_images) / args.batch_size)
@@ -354,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         running = 0.0
         with tqdm(stream, total=total, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None) as bar:
             for step, batch in enumerate(bar):
-                objective, _, bits = forward(model, batch, loss=args.loss, lmbda=args.lmbda)
+                objective, _, bits = forward(model, batch, loss=args.loss, lmbdas=args.lmbda)
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 optimizer.step()
@@ -363,51 +452,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                 value = objective.item()
                 running = value if step == 0 else 0.95 * running + 0.05 * value
                 bar.set_postfix(loss=f"{running:.4f}", bits=f"{bits.mean().item():.1f}")
-        val = evaluate(model, test_images, loss=args.loss, lmbda=args.lmbda, sigma=args.noise_sigma)
-        log.info(
-            "epoch %d: train %.4f, test %.4f, ~%.1f bits/image, test PSNR %.2f dB (%.0f s)",
-            epoch, running, val["objective"], val["bits"], val["psnr"], time.perf_counter() - started,
-        )  # fmt: skip
+        for index in range(len(args.lmbda)):
+            level = index if heads is not None else None
+            val = evaluate(
+                model, test_images, loss=args.loss, lmbdas=args.lmbda, sigma=args.noise_sigma, level=level
+            )
+            name = f" level {args.level + index}" if heads else ""
+            log.info(
+                "epoch %d%s: train %.4f, test %.4f, ~%.1f bits/image, test PSNR %.2f dB (%.0f s)",
+                epoch, name, running, val["objective"], val["bits"], val["psnr"],
+                time.perf_counter() - started,
+            )  # fmt: skip
 
-    # export: freeze the codec, write both halves, then measure the real codec through the files
+    # export: freeze each level's codec, write both halves, measure the real codec through the files
     training = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in vars(args).items()
         if k not in ("out", "verbose")
     }
-    training["device"] = str(device)
-    training["seconds"] = round(time.perf_counter() - started, 1)
-    meta = {
-        "training": training,
-        "data_checksum": checksum,
-        "versions": library_versions(),
-        "command": command,
-    }
-    export(model, args, train_images, **meta)
-    metrics = codec_metrics(args.out, test_np, sigma=args.noise_sigma, seed=args.seed)
-    export(model, args, train_images, metrics=metrics, **meta)
-    log.info(
-        "codec on %d test images: %.2f bytes/code, PSNR %.2f dB",
-        len(test_np),
-        metrics["code_bytes"],
-        metrics["psnr"],
-    )
-
-    # figure: originals over reconstructions
-    shown = test_np[:10]
-    rows = [shown]
-    if args.noise_sigma > 0:
-        shown = noisy_pixels(shown, args.noise_sigma, args.seed)
-        rows.append(shown)
-    compressor, decompressor = Compressor.from_checkpoint(args.out), Decompressor.from_checkpoint(args.out)
-    rows.append(decompressor.decompress(compressor.compress(shown)))
-    save_figure(args.out / "reconstructions.png", rows)
-    log.info(
-        "wrote %s",
-        ", ".join(
-            str(args.out / f) for f in ("encoder.safetensors", "decoder.safetensors", "reconstructions.png")
-        ),
-    )
+    training.update(device=str(device), seconds=round(time.perf_counter() - started, 1))
+    meta = {"data_checksum": checksum, "versions": library_versions(), "command": command}
+    for index in range(len(args.lmbda)):
+        out = args.out if len(args.lmbda) == 1 else args.out / f"q{args.level + index}"
+        export(model, args, index, out, train_images, training=dict(training), **meta)
+        metrics = codec_metrics(out, test_np, sigma=args.noise_sigma, seed=args.seed)
+        export(model, args, index, out, train_images, training=dict(training), metrics=metrics, **meta)
+        write_figure(out, test_np, args)
+        log.info("%s: %.2f bytes/code, PSNR %.2f dB", out, metrics["code_bytes"], metrics["psnr"])
     return 0
 
 

@@ -77,7 +77,7 @@ class BadCodeError(LatentwireError):
 
 class UnsupportedVersionError(BadCodeError):
     code = "unsupported_version"
-    default_hint = "this receiver reads code format version 1"
+    default_hint = "this receiver reads code format versions 1 and 2"
 
 
 class ForeignModelError(LatentwireError):
