@@ -26,9 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from latentwire_eval import baselines, report
-from latentwire_eval.classifier import ClassifierConfig, ClassifierError, DigitClassifier, load_or_train
-from latentwire_eval.metrics import PSNR_CAP, Quality, Row, noisy_pixels, quality
 
 from latentwire import arithmetic, bitstream
 from latentwire.codec import Compressor
@@ -36,6 +33,9 @@ from latentwire.data import MnistSplit, dataset_checksum, load_mnist
 from latentwire.errors import LatentwireError
 from latentwire.ladder import DecoderLadder, EncoderLadder, describe
 from latentwire.preprocess import psnr
+from latentwire_eval import baselines, report
+from latentwire_eval.classifier import ClassifierConfig, ClassifierError, DigitClassifier, load_or_train
+from latentwire_eval.metrics import PSNR_CAP, Quality, Row, noisy_pixels, quality
 
 __all__ = ["build_parser", "evaluate_ladder", "main", "run"]
 
@@ -134,16 +134,16 @@ def evaluate_ladder(
         for start in range(0, len(codes), CHUNK):
             pixels, models = decoders.decompress(codes[start : start + CHUNK])
             if any(m.model_id != compressor.model_id for m in models):
-                raise LatentwireError(f"codes of {compressor.model_id} were routed to another decoder")
+                raise RuntimeError(f"codes of {compressor.model_id} were routed to another decoder")
             decoded.append(pixels)
         reconstructions = np.concatenate(decoded)
         decoder = decoders.by_id[compressor.model_id]
         payload = float(np.mean([len(decoder.payload(c)) for c in codes]))
         q = quality(clean, reconstructions, classifier.accuracy(reconstructions, labels))
-        notes, extra = "", {}
+        notes, extra = f"model {compressor.model_id}", {}
         if compressor.denoise:
             extra["psnr_noisy_input"] = psnr(clean, noisy)
-            notes = f"input: noisy (σ {sigma:g}, PSNR {extra['psnr_noisy_input']:.2f} dB); scored vs clean"
+            notes += f"; input noisy (σ {sigma:g}, PSNR {extra['psnr_noisy_input']:.2f} dB), scored vs clean"
         rows.append(
             Row(
                 method=_method(compressor),
@@ -162,6 +162,10 @@ def evaluate_ladder(
             rows[-1].method, rows[-1].setting, rows[-1].bytes, q.psnr, q.ssim, 100 * q.accuracy,
             time.perf_counter() - started,
         )  # fmt: skip
+    settings = [row.setting for row in rows]
+    for row in rows:  # two v1 models (both level 0) would share a setting: tell them apart
+        if settings.count(row.setting) > 1:
+            row.setting += f" {row.model_id}"
     return rows
 
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from latentwire_eval.metrics import PSNR_CAP, Row
 from matplotlib.figure import Figure
+
+from latentwire_eval.metrics import PSNR_CAP, Row
 
 __all__ = ["METHOD_ORDER", "sort_rows", "write_json", "write_markdown", "write_plot"]
 
@@ -82,8 +83,19 @@ def write_markdown(path: Path, rows: Sequence[Row], header: dict[str, Any]) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
+def _finite(value: Any) -> Any:
+    """Strict JSON: NaN and ±∞ (anywhere, e.g. in a checkpoint's recorded metrics) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path: Path, rows: Sequence[Row], header: dict[str, Any]) -> None:
-    document = {**header, "rows": [row.to_dict() for row in sort_rows(rows)]}
+    document = _finite({**header, "rows": [row.to_dict() for row in sort_rows(rows)]})
     path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 

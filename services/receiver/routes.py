@@ -142,4 +142,4 @@ async def decode_batch(
 
 @router.get("/v1/model", summary="The loaded decoder checkpoints: every level")
 async def model(ladder: LadderDep) -> ModelInfo:
-    return model_info(ladder.levels(), half="decoder", default=ladder.levels()[0], default_quality=None)
+    return model_info(ladder, half="decoder", default_quality=None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
+from latentwire.codec import Compressor
 from latentwire.ladder import EncoderLadder
 from latentwire_sender.settings import SenderSettings, get_settings
 
@@ -16,4 +17,25 @@ def get_ladder(request: Request) -> EncoderLadder:
 
 
 LadderDep = Annotated[EncoderLadder, Depends(get_ladder)]
+
+QualityQuery = Query(
+    None,
+    ge=0,
+    le=15,
+    description="quality level: 1 (smallest codes) … 5 (best quality), 0 the tutorial's 8-bit model; "
+    "default: the ladder's middle (GET /v1/model lists the levels)",
+)
+DenoiseQuery = Query(
+    False, description="use the denoising model: for noisy inputs, returns a code of the clean digit"
+)
+
+
+def get_compressor(
+    ladder: LadderDep, quality: int | None = QualityQuery, denoise: bool = DenoiseQuery
+) -> Compressor:
+    """The model the request's ?quality= and ?denoise= pick (400 with the offered levels if none)."""
+    return ladder.select(quality=quality, denoise=denoise)
+
+
+CompressorDep = Annotated[Compressor, Depends(get_compressor)]
 SettingsDep = Annotated[SenderSettings, Depends(get_settings)]

@@ -21,7 +21,7 @@ from latentwire.web import (
     read_body,
     wants_octet_stream,
 )
-from latentwire_sender.deps import LadderDep, SettingsDep
+from latentwire_sender.deps import CompressorDep, LadderDep, SettingsDep
 from latentwire_sender.schemas import EncodeBatchResponse, EncodedCode, EncodeResponse
 from latentwire_sender.settings import SenderSettings
 
@@ -56,16 +56,6 @@ _BATCH_BODY = {
 }
 _ACCEPTED = (
     "send the image as the raw body with Content-Type image/png (image/jpeg, …), or as multipart/form-data"
-)
-QualityQuery = Query(
-    None,
-    ge=0,
-    le=15,
-    description="quality level: 1 (smallest codes) … 5 (best quality), 0 the tutorial's 8-bit model; "
-    "default: the ladder's middle (GET /v1/model lists the levels)",
-)
-DenoiseQuery = Query(
-    False, description="use the denoising model: for noisy inputs, returns a code of the clean digit"
 )
 PreprocessQuery = Query(
     True,
@@ -134,13 +124,10 @@ def _headers(compressor: Compressor) -> dict[str, str]:
 )
 async def encode(
     request: Request,
-    ladder: LadderDep,
+    compressor: CompressorDep,
     settings: SettingsDep,
     preprocess: bool = PreprocessQuery,
-    quality: int | None = QualityQuery,
-    denoise: bool = DenoiseQuery,
 ) -> Response:
-    compressor = ladder.select(quality=quality, denoise=denoise)
     images = await uploaded_images(request, settings)
     if len(images) != 1:
         raise BadRequestError(
@@ -172,13 +159,10 @@ async def encode(
 )
 async def encode_batch(
     request: Request,
-    ladder: LadderDep,
+    compressor: CompressorDep,
     settings: SettingsDep,
     preprocess: bool = PreprocessQuery,
-    quality: int | None = QualityQuery,
-    denoise: bool = DenoiseQuery,
 ) -> Response:
-    compressor = ladder.select(quality=quality, denoise=denoise)
     if media_type(request) != "multipart/form-data":
         raise UnsupportedMediaError(
             f"content type {media_type(request) or '(none)'!r} is not accepted",
@@ -199,6 +183,4 @@ async def encode_batch(
 
 @router.get("/v1/model", summary="The loaded encoder checkpoints: the default and every level")
 async def model(ladder: LadderDep) -> ModelInfo:
-    return model_info(
-        ladder.levels(), half="encoder", default=ladder.select(), default_quality=ladder.default_quality
-    )
+    return model_info(ladder, half="encoder", default_quality=ladder.default_quality)

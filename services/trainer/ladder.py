@@ -36,7 +36,7 @@ LAMBDAS = "4,10,25,60,150"
 _DENSE = "--preset dense --loss mse --schedule cosine"
 RUNGS: tuple[Rung, ...] = (
     # Levels 1-5 in one run: one network with per-level gains and entropy models (see train.py).
-    Rung("q1-q5", ".", f"{_DENSE} --lmbda {LAMBDAS} --level 1 --epochs 12 --lr 2e-3"),
+    Rung("q1-q5", ".", f"{_DENSE} --lmbda {LAMBDAS} --level 1 --epochs 20 --lr 2e-3"),
     # The denoiser: level 3's network fine-tuned on the tutorial's noise (σ 0.4), clean targets.
     Rung(
         "q3-denoise",

@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dense presets: the quality level the codes carry (1-15); with several λ, the first "
         "one's, and the levels go to --out/q<level>",
     )
-    p.add_argument("--init-from", type=Path, help="start from this checkpoint's network weights (same preset)")
+    p.add_argument(
+        "--init-from", type=Path, help="start from this checkpoint's network weights (same preset)"
+    )
     p.add_argument(
         "--noise-sigma",
         type=float,

@@ -25,7 +25,7 @@ from latentwire.checkpoint import DECODER_FILE, DEFAULT_CHECKPOINT_DIR, ENCODER_
 from latentwire.codec import Compressor, Decompressor, ModelHalf
 from latentwire.errors import BadCheckpointError, BadRequestError, ForeignModelError, LatentwireError
 
-__all__ = ["DecoderLadder", "EncoderLadder", "checkpoint_files", "describe"]
+__all__ = ["DecoderLadder", "EncoderLadder", "Ladder", "checkpoint_files", "describe"]
 
 SEED_QUALITY = 0  # the v1 model's quality number in a ladder
 Model = TypeVar("Model", bound=ModelHalf)
@@ -45,7 +45,9 @@ def checkpoint_files(path: Path | str | None, half: Half) -> list[Path]:
     return files
 
 
-class _Ladder(Generic[Model]):
+class Ladder(Generic[Model]):
+    """Checkpoint halves indexed by (level, denoise) and by model id."""
+
     def __init__(self, models: Iterable[Model]) -> None:
         self.models = list(models)
         if not self.models:
@@ -66,8 +68,13 @@ class _Ladder(Generic[Model]):
         """Every model, sorted by (denoise, level)."""
         return sorted(self.models, key=lambda m: (m.denoise, m.level))
 
+    @property
+    def default(self) -> Model:
+        """The model a service names in /readyz and at the top of /v1/model."""
+        return self.levels()[0]
 
-class EncoderLadder(_Ladder[Compressor]):
+
+class EncoderLadder(Ladder[Compressor]):
     """The sender's models, by quality level."""
 
     def __init__(self, models: Iterable[Compressor], *, default_quality: int | None = None) -> None:
@@ -88,6 +95,10 @@ class EncoderLadder(_Ladder[Compressor]):
             default_quality=default_quality,
         )
 
+    @property
+    def default(self) -> Compressor:
+        return self.select()
+
     def select(self, *, quality: int | None = None, denoise: bool = False) -> Compressor:
         """The model for ``quality`` (default: the ladder's default, or the denoiser's own level)."""
         if quality is None:
@@ -107,7 +118,7 @@ class EncoderLadder(_Ladder[Compressor]):
         return model
 
 
-class DecoderLadder(_Ladder[Decompressor]):
+class DecoderLadder(Ladder[Decompressor]):
     """The receiver's models; each code is routed to the model that made it."""
 
     @classmethod
@@ -163,6 +174,6 @@ class DecoderLadder(_Ladder[Decompressor]):
         return bitstream.unpack_batch(data, max_codes=max_codes, model_id_for=self.model_id_for)
 
 
-def describe(ladder: _Ladder[Model]) -> str:
+def describe(ladder: Ladder[Model]) -> str:
     """One line for logs: each level with its model id."""
     return ", ".join(f"q{m.level}{'-denoise' if m.denoise else ''}={m.model_id}" for m in ladder.levels())

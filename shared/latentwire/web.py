@@ -9,17 +9,21 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from latentwire import __version__
 from latentwire.codec import ModelHalf
 from latentwire.errors import BadCodeError, BadRequestError, LatentwireError, TooLargeError
+from latentwire.ladder import Ladder, describe
 
 __all__ = [
     "ErrorBody",
@@ -27,11 +31,13 @@ __all__ = [
     "ModelInfo",
     "b64url_decode",
     "b64url_encode",
+    "create_service_app",
     "health_router",
     "install_error_handlers",
     "media_type",
     "model_info",
     "read_body",
+    "serve",
     "wants_octet_stream",
 ]
 
@@ -172,10 +178,10 @@ def b64url_decode(text: str) -> bytes:
         raise BadCodeError(f"the code is not valid base64url: {exc}") from exc
 
 
-def model_info(
-    models: list[ModelHalf], *, half: str, default: ModelHalf, default_quality: int | None
-) -> ModelInfo:
+def model_info(ladder: Ladder[Any], *, half: str, default_quality: int | None) -> ModelInfo:
     """GET /v1/model's answer for a ladder of checkpoint halves."""
+    models: list[ModelHalf] = ladder.levels()
+    default: ModelHalf = ladder.default
     levels = [
         LevelInfo(
             quality=m.level,
@@ -203,8 +209,52 @@ def model_info(
     )
 
 
-def health_router(readiness: Callable[[Request], str | None]) -> APIRouter:
-    """/healthz (the process answers) and /readyz (the model is loaded: ``readiness`` returns its id)."""
+def create_service_app(
+    *,
+    title: str,
+    description: str,
+    router: APIRouter,
+    ladder: Ladder[Any] | None,
+    load: Callable[[], Ladder[Any]],
+    overrides: dict[Callable[..., Any], Callable[..., Any]],
+) -> FastAPI:
+    """A service's ASGI app: its routes, the health routes and the error mapping.
+
+    Without ``ladder``, ``load()`` runs at startup (``/readyz`` answers 200 once it has).
+    ``overrides`` become ``app.dependency_overrides`` (the resolved settings).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.ladder is None:
+            app.state.ladder = load()
+        log.info("%s ready: %s", title, describe(app.state.ladder))
+        yield
+
+    app = FastAPI(title=title, version=__version__, description=description, lifespan=lifespan)
+    app.state.ladder = ladder
+    app.dependency_overrides.update(overrides)
+    install_error_handlers(app)
+    app.include_router(health_router())
+    app.include_router(router)
+    return app
+
+
+def serve(
+    *, half: str, load: Callable[[], Ladder[Any]], app: Callable[[Ladder[Any]], FastAPI], host: str, port: int
+) -> int:
+    """Load the models before binding the port (a bad checkpoint fails fast and clearly), then serve."""
+    try:
+        ladder = load()
+    except LatentwireError as exc:
+        log.error("cannot load the %s: %s (%s)", half, exc, exc.hint)
+        return 2
+    uvicorn.run(app(ladder), host=host, port=port, log_level="info")
+    return 0
+
+
+def health_router() -> APIRouter:
+    """/healthz (the process answers) and /readyz (the models are loaded)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -217,9 +267,9 @@ def health_router(readiness: Callable[[Request], str | None]) -> APIRouter:
         responses={503: {"description": "not ready yet"}},
     )
     async def readyz(request: Request) -> JSONResponse:
-        model_id = readiness(request)
-        if model_id is None:
+        ladder: Ladder[Any] | None = request.app.state.ladder
+        if ladder is None:
             return JSONResponse(status_code=503, content={"status": "loading"})
-        return JSONResponse(content={"status": "ready", "model_id": model_id})
+        return JSONResponse(content={"status": "ready", "model_id": ladder.default.model_id})
 
     return router
