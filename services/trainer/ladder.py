@@ -31,17 +31,17 @@ class Rung(NamedTuple):
     options: str  # latentwire-train options ({out} is --out)
 
 
-# λ weighs distortion against rate (bits + λ·SSE on [0, 1] pixels): ×2.5 from level to level.
-LAMBDAS = "4,10,25,60,150"
+# λ weighs distortion against rate (bits + λ·SSE on [0, 1] pixels): about ×3.3 from level to level.
+LAMBDAS = "2,6,20,70,250"
 _DENSE = "--preset dense --loss mse --schedule cosine"
 RUNGS: tuple[Rung, ...] = (
     # Levels 1-5 in one run: one network with per-level gains and entropy models (see train.py).
-    Rung("q1-q5", ".", f"{_DENSE} --lmbda {LAMBDAS} --level 1 --epochs 20 --lr 2e-3"),
+    Rung("q1-q5", ".", f"{_DENSE} --lmbda {LAMBDAS} --level 1 --epochs 30 --lr 2e-3"),
     # The denoiser: level 3's network fine-tuned on the tutorial's noise (σ 0.4), clean targets.
     Rung(
         "q3-denoise",
         "q3-denoise",
-        f"{_DENSE} --lmbda 25 --level 3 --noise-sigma 0.4 --init-from {{out}}/q3 --epochs 8 --lr 1e-3",
+        f"{_DENSE} --lmbda 20 --level 3 --noise-sigma 0.4 --init-from {{out}}/q3 --epochs 8 --lr 1e-3",
     ),
     # The tutorial's own network (code format v1), kept for old codes and for comparison.
     Rung("seed", "seed", "--preset seed --epochs 10"),

@@ -68,10 +68,15 @@ class Ladder(Generic[Model]):
         """Every model, sorted by (denoise, level)."""
         return sorted(self.models, key=lambda m: (m.denoise, m.level))
 
+    def middle_level(self) -> int:
+        """The middle of the plain (non-denoising) levels: the default quality."""
+        plain = sorted(level for level, denoise in self.by_level if not denoise)
+        return plain[(len(plain) - 1) // 2] if plain else self.models[0].level
+
     @property
     def default(self) -> Model:
-        """The model a service names in /readyz and at the top of /v1/model."""
-        return self.levels()[0]
+        """The model a service names in /readyz and at the top of /v1/model: the middle level's."""
+        return self.by_level.get((self.middle_level(), False), self.models[0])
 
 
 class EncoderLadder(Ladder[Compressor]):
@@ -79,14 +84,12 @@ class EncoderLadder(Ladder[Compressor]):
 
     def __init__(self, models: Iterable[Compressor], *, default_quality: int | None = None) -> None:
         super().__init__(models)
-        plain = sorted(level for level, denoise in self.by_level if not denoise)
         if default_quality is not None and (default_quality, False) not in self.by_level:
+            plain = sorted(level for level, denoise in self.by_level if not denoise)
             raise BadCheckpointError(
                 f"default quality {default_quality} is not in the ladder (levels {plain})"
             )
-        # Without a setting: the middle of the ladder's plain (non-denoising) levels.
-        middle = plain[(len(plain) - 1) // 2] if plain else self.models[0].level
-        self.default_quality = default_quality if default_quality is not None else middle
+        self.default_quality = default_quality if default_quality is not None else self.middle_level()
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, default_quality: int | None = None) -> EncoderLadder:

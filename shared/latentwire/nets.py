@@ -4,8 +4,8 @@ Two families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents,
 v1) and ``dense`` (built for rate: a narrow vector bottleneck entropy-coded with a learned
 prior, code format v2; after the TensorFlow Compression MNIST model)::
 
-    dense:  image → Conv 5×5/2 → Conv 5×5/2 → Linear(49C → H) → Linear(H → K) → latent (N, K)
-            latent → Linear(K → H) → Linear(H → 49C) → ConvT 5×5/2 → ConvT 5×5/2 → sigmoid
+    dense:  image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Linear(98C → H) → Linear(H → K) → latent (N, K)
+            latent → Linear(K → H) → Linear(H → 98C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
 
 A preset is a frozen dataclass registered by name. Checkpoints store the preset's fields, and
 the networks are rebuilt from them (never guessed from tensor shapes).
@@ -99,7 +99,7 @@ register_preset(Preset(name="seed", family="seed"))
 # A quarter-width seed for fast tests and CI smoke training.
 register_preset(Preset(name="tiny", family="seed", channels=8, latent_channels=8))
 # Built for rate: a narrow vector bottleneck whose integers are entropy coded (the quality ladder).
-register_preset(Preset(name="dense", family="dense", channels=16, hidden=256, latent_dims=48))
+register_preset(Preset(name="dense", family="dense", channels=32, hidden=256, latent_dims=64))
 # The same shape, small: for tests and CI smoke training of the entropy-coded path.
 register_preset(Preset(name="dense-tiny", family="dense", channels=8, hidden=32, latent_dims=8))
 
@@ -131,10 +131,10 @@ def _dense_encoder(p: Preset) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
         nn.ReLU(),  # (N, C, 14, 14)
-        nn.Conv2d(p.channels, p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),  # (N, C, 7, 7)
+        nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
+        nn.ReLU(),  # (N, 2C, 7, 7)
         nn.Flatten(),
-        nn.Linear(p.channels * 49, p.hidden),
+        nn.Linear(2 * p.channels * 49, p.hidden),
         nn.ReLU(),
         nn.Linear(p.hidden, p.latent_dims),  # (N, K): no activation, the prior models its range
     )
@@ -144,10 +144,10 @@ def _dense_decoder(p: Preset) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(p.latent_dims, p.hidden),
         nn.ReLU(),
-        nn.Linear(p.hidden, p.channels * 49),
+        nn.Linear(p.hidden, 2 * p.channels * 49),
         nn.ReLU(),
-        nn.Unflatten(1, (p.channels, 7, 7)),
-        nn.ConvTranspose2d(p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
+        nn.Unflatten(1, (2 * p.channels, 7, 7)),
+        nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
         nn.ReLU(),  # (N, C, 14, 14)
         nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
         nn.Sigmoid(),  # (N, 1, 28, 28)
