@@ -69,9 +69,10 @@ class Ladder(Generic[Model]):
         return sorted(self.models, key=lambda m: (m.denoise, m.level))
 
     def middle_level(self) -> int:
-        """The middle of the plain (non-denoising) levels: the default quality."""
+        """The middle of the plain (not denoising) quality levels 1…15, else of any: the default quality."""
         plain = sorted(level for level, denoise in self.by_level if not denoise)
-        return plain[(len(plain) - 1) // 2] if plain else self.models[0].level
+        levels = [level for level in plain if level > 0] or plain
+        return levels[(len(levels) - 1) // 2] if levels else self.models[0].level
 
     @property
     def default(self) -> Model:

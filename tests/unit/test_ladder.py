@@ -17,7 +17,7 @@ IMAGES = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
 
 def test_select_by_quality_and_denoise(ladder_dir: Path) -> None:
     ladder = EncoderLadder.load(ladder_dir)
-    assert ladder.default_quality == 1  # the middle of plain levels [0, 1, 2]
+    assert ladder.default_quality == 1  # the middle of levels 1 and 2 (0, the v1 model, is not counted)
     assert ladder.select(quality=2).level == 2 and not ladder.select(quality=2).denoise
     assert ladder.select(denoise=True).denoise and ladder.select(denoise=True).level == 2
     assert ladder.select(quality=0).format_version == 1  # the seed model
