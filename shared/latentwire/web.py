@@ -75,6 +75,7 @@ class ModelInfo(BaseModel):
     default_quality: int | None = Field(description="the level /encode uses without ?quality= (sender only)")
     model_id: str = Field(description="the default level's model id")
     preset: str
+    latent_shape: list[int]
     code_format_version: int
     metrics: dict[str, float]
     levels: list[LevelInfo]
@@ -203,6 +204,7 @@ def model_info(ladder: Ladder[Any], *, half: str, default_quality: int | None) -
         default_quality=default_quality,
         model_id=default.model_id,
         preset=str(default.meta.preset.get("name", "")),
+        latent_shape=list(default.latent_shape),
         code_format_version=default.format_version,
         metrics=default.meta.metrics,
         levels=levels,
