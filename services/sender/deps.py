@@ -23,7 +23,7 @@ QualityQuery = Query(
     ge=0,
     le=15,
     description="quality level: 1 (smallest codes) … 5 (best quality), 0 the tutorial's 8-bit model; "
-    "default: the ladder's middle (GET /v1/model lists the levels)",
+    "default: GET /v1/model's default_quality (4 in the shipped ladder)",
 )
 DenoiseQuery = Query(
     False, description="use the denoising model: for noisy inputs, returns a code of the clean digit"

@@ -16,7 +16,8 @@ class SenderSettings(BaseSettings):
     # Encoder checkpoints: a ladder directory (one subdirectory per level), a checkpoint directory or
     # an encoder.safetensors file; unset = the shipped ladder.
     encoder: Path | None = None
-    # Quality level of /encode without ?quality=; unset = the middle of the ladder.
+    # Quality level of /encode without ?quality= (it must be in the ladder); unset = level 4 when the
+    # ladder has it (latentwire.ladder.PREFERRED_QUALITY), else its middle level.
     default_quality: int | None = None
     max_body_bytes: int = 10 * 1024 * 1024
     # 4096 × 4096: refuses decompression bombs before Pillow decodes any pixel.

@@ -35,7 +35,8 @@ def test_every_half_is_small_verified_and_paired() -> None:
 
 def test_levels_trade_bytes_for_quality(ladders: tuple[EncoderLadder, DecoderLadder]) -> None:
     sender, _ = ladders
-    assert sender.default_quality == 3
+    assert sender.default_quality == 4  # the smallest level at ≥ 24 dB
+    assert sender.default.meta.metrics["psnr"] >= 24.0
     rungs = [sender.select(quality=q).meta.metrics for q in LEVELS]
     assert all(a["code_bytes"] < b["code_bytes"] for a, b in itertools.pairwise(rungs))
     assert all(a["psnr"] < b["psnr"] for a, b in itertools.pairwise(rungs))
