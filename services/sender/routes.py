@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +29,7 @@ from latentwire_sender.schemas import EncodeBatchResponse, EncodedCode, EncodeRe
 from latentwire_sender.settings import SenderSettings
 
 router = APIRouter()
+T = TypeVar("T")
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -94,13 +98,16 @@ async def uploaded_images(request: Request, settings: SenderSettings) -> list[by
         await form.close()  # the spooled upload files
 
 
-async def digits(images: list[bytes], settings: SenderSettings, *, preprocess: bool) -> np.ndarray:
-    """Uploaded files → uint8 (N, 28, 28) MNIST-style digits (decoding runs off the event loop)."""
+async def encode_uploads(
+    images: list[bytes], settings: SenderSettings, *, preprocess: bool, encode: Callable[[np.ndarray], T]
+) -> T:
+    """Uploaded files → MNIST-style digits uint8 (N, 28, 28) → ``encode``; one trip off the event loop."""
 
-    def work() -> np.ndarray:
-        return np.stack(
-            [load_digit(data, normalize=preprocess, max_pixels=settings.max_image_pixels) for data in images]
-        )
+    def work() -> T:
+        pixels = [
+            load_digit(data, normalize=preprocess, max_pixels=settings.max_image_pixels) for data in images
+        ]
+        return encode(np.stack(pixels))
 
     return await run_in_threadpool(work)
 
@@ -133,8 +140,7 @@ async def encode(
         raise BadRequestError(
             f"/encode takes one image, got {len(images)}", hint="send several images to /encode/batch"
         )
-    pixels = await digits(images, settings, preprocess=preprocess)
-    (code,) = await run_in_threadpool(compressor.compress, pixels)
+    (code,) = await encode_uploads(images, settings, preprocess=preprocess, encode=compressor.compress)
     if wants_octet_stream(request):
         return Response(code, media_type="application/octet-stream", headers=_headers(compressor))
     body = EncodeResponse(
@@ -168,11 +174,13 @@ async def encode_batch(
             f"content type {media_type(request) or '(none)'!r} is not accepted",
             hint="send the images as multipart/form-data files",
         )
-    pixels = await digits(await uploaded_images(request, settings), settings, preprocess=preprocess)
+    images = await uploaded_images(request, settings)
     if wants_octet_stream(request):
-        container = await run_in_threadpool(compressor.compress_batch, pixels)
+        container = await encode_uploads(
+            images, settings, preprocess=preprocess, encode=compressor.compress_batch
+        )
         return Response(container, media_type=bitstream.BATCH_MEDIA_TYPE, headers=_headers(compressor))
-    codes = await run_in_threadpool(compressor.compress, pixels)
+    codes = await encode_uploads(images, settings, preprocess=preprocess, encode=compressor.compress)
     body = EncodeBatchResponse(
         model_id=compressor.model_id,
         quality=compressor.level,

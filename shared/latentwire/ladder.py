@@ -27,7 +27,6 @@ from latentwire.errors import BadCheckpointError, BadRequestError, ForeignModelE
 
 __all__ = ["DecoderLadder", "EncoderLadder", "Ladder", "checkpoint_files", "describe"]
 
-SEED_QUALITY = 0  # the v1 model's quality number in a ladder
 # The default level when a ladder has it: the smallest shipped level at ≥ 24 dB (PSNR of the mean
 # MSE over the MNIST test set). A ladder without it defaults to its middle level.
 PREFERRED_QUALITY = 4
@@ -134,24 +133,32 @@ class DecoderLadder(Ladder[Decompressor]):
     def load(cls, path: Path | str | None = None) -> DecoderLadder:
         return cls(Decompressor.from_checkpoint(f) for f in checkpoint_files(path, "decoder"))
 
-    def route(self, code: bytes) -> Decompressor:
-        """The model a code names (v2: by level byte; v1: by the model id it carries)."""
+    def open(self, code: bytes) -> tuple[Decompressor, bytes]:
+        """The model a code names and its payload, the framing checked once.
+
+        v1: length and CRC before the model id it carries is trusted; v2: the level byte picks
+        the model, whose id keys the check.
+        """
         header = bitstream.read_header(code)
         if header.version == bitstream.FORMAT_V1:
-            bitstream.unpack_v1(code, model_id=header.model_id)  # length and CRC before trusting the id
+            payload = bitstream.unpack_v1(code, model_id=header.model_id)
             model = self.by_id.get(header.model_id)
             if model is None or model.format_version != bitstream.FORMAT_V1:
                 raise ForeignModelError(
                     f"the code was made by model {header.model_id}, which this receiver lacks"
                 )
-            return model
+            return model, payload
         model = self.by_level.get((header.level, header.denoise))
         if model is None or model.format_version != bitstream.FORMAT_V2:
             kind = "denoising " if header.denoise else ""
             raise ForeignModelError(
                 f"the code names {kind}quality level {header.level}, which this receiver lacks"
             )
-        return model
+        return model, bitstream.unpack_v2(code, model_id=model.model_id)
+
+    def route(self, code: bytes) -> Decompressor:
+        """The model a code names (v2: by level byte; v1: by the model id it carries)."""
+        return self.open(code)[0]
 
     def model_id_for(self, level: int, denoise: bool) -> str:
         model = self.by_level.get((level, denoise))
@@ -167,8 +174,8 @@ class DecoderLadder(Ladder[Decompressor]):
         models, latents = [], []
         for index, code in enumerate(codes):
             try:
-                model = self.route(code)
-                latents.append(model.latent_values(model.payload(code)))
+                model, payload = self.open(code)
+                latents.append(model.latent_values(payload))
             except LatentwireError as exc:
                 where = f"code {index}: " if len(codes) > 1 else ""
                 raise type(exc)(where + exc.message, hint=exc.hint) from exc
