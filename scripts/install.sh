@@ -15,5 +15,5 @@ fi
 if [ "${1:-}" = "--dev" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 else
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[all]"
 fi

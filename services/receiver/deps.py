@@ -1,13 +1,27 @@
-"""Dependencies the routes declare; tests swap them with ``app.dependency_overrides``."""
+"""What the routes take from the app: the settings, the ladder and the batcher (``app.state``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends, Request
 
+from latentwire.codec import Decompressor
 from latentwire.ladder import DecoderLadder
-from latentwire_receiver.settings import ReceiverSettings, get_settings
+from latentwire_http.batching import MicroBatcher
+from latentwire_receiver.settings import ReceiverSettings
+
+
+class DecodeItem(NamedTuple):
+    """One code, its framing already checked: the model it names, its payload, the PNG's scale."""
+
+    model: Decompressor
+    payload: bytes
+    scale: int
+
+
+#: The worker gives back each code's PNG.
+DecodeBatcher = MicroBatcher[DecodeItem, bytes]
 
 
 def get_ladder(request: Request) -> DecoderLadder:
@@ -15,5 +29,16 @@ def get_ladder(request: Request) -> DecoderLadder:
     return ladder
 
 
+def get_settings(request: Request) -> ReceiverSettings:
+    settings: ReceiverSettings = request.app.state.settings
+    return settings
+
+
+def get_batcher(request: Request) -> DecodeBatcher:
+    batcher: MicroBatcher[Any, Any] = request.app.state.batcher
+    return batcher
+
+
 LadderDep = Annotated[DecoderLadder, Depends(get_ladder)]
 SettingsDep = Annotated[ReceiverSettings, Depends(get_settings)]
+BatcherDep = Annotated[DecodeBatcher, Depends(get_batcher)]

@@ -15,21 +15,44 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from latentwire.ladder import DecoderLadder
-from latentwire.web import create_service_app, serve
+from latentwire.preprocess import png_bytes
+from latentwire_http.app import create_service_app, serve
+from latentwire_http.batching import MicroBatcher
+from latentwire_receiver.deps import DecodeBatcher, DecodeItem
 from latentwire_receiver.routes import router
-from latentwire_receiver.settings import ReceiverSettings, get_settings
+from latentwire_receiver.settings import ReceiverSettings
+
+
+def decode_batch(items: list[DecodeItem]) -> list[bytes | Exception]:
+    """The worker's job: entropy-decode each payload, one decoder pass per model, then the PNGs."""
+    images = DecoderLadder.decompress_each([(item.model, item.payload) for item in items])
+    return [
+        image if isinstance(image, Exception) else png_bytes(image, scale=item.scale)
+        for image, item in zip(images, items, strict=True)
+    ]
+
+
+def make_batcher(settings: ReceiverSettings) -> DecodeBatcher:
+    return MicroBatcher(
+        decode_batch,
+        max_batch=settings.batch_size,
+        max_wait_s=settings.batch_wait_ms / 1000,
+        max_pending=settings.max_pending,
+        name="decoder",
+    )
 
 
 def create_app(settings: ReceiverSettings | None = None, *, ladder: DecoderLadder | None = None) -> FastAPI:
     """The ASGI app; without ``ladder`` the decoders named by ``settings`` load at startup."""
-    resolved = settings or get_settings()
+    resolved = settings or ReceiverSettings()
     return create_service_app(
         title="latentwire receiver",
         description="Decodes codes back into 28×28 digit PNGs. Holds decoder halves only.",
-        router=router,
+        routers=[router],
+        settings=resolved,
         ladder=ladder,
         load=lambda: DecoderLadder.load(resolved.decoder),
-        overrides={get_settings: lambda: resolved},
+        batcher=lambda _: make_batcher(resolved),
     )
 
 
@@ -37,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latentwire-receiver", description="Serve POST /decode (codes → PNG digits)."
     )
-    p.add_argument("--host", help="bind address (env LATENTWIRE_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (env LATENTWIRE_PORT, default 8002)")
+    p.add_argument("--host", help="bind address (env LATENTWIRE_RECEIVER_HOST or LATENTWIRE_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env LATENTWIRE_RECEIVER_PORT or LATENTWIRE_PORT, default 8002)")
     p.add_argument(
         "--decoder", type=Path, help="ladder or checkpoint directory, or file (env LATENTWIRE_DECODER)"
     )
@@ -47,14 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = get_settings().model_copy(update={k: v for k, v in vars(args).items() if v is not None})
+    settings = ReceiverSettings(**{k: v for k, v in vars(args).items() if v is not None})
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return serve(
         half="decoder",
+        settings=settings,
         load=lambda: DecoderLadder.load(settings.decoder),
         app=lambda ladder: create_app(settings, ladder=ladder),  # type: ignore[arg-type]
-        host=settings.host,
-        port=settings.port,
     )
 
 

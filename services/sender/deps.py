@@ -1,14 +1,20 @@
-"""Dependencies the routes declare; tests swap them with ``app.dependency_overrides``."""
+"""What the routes take from the app: the settings, the ladder and the batcher (``app.state``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import numpy as np
 from fastapi import Depends, Query, Request
 
 from latentwire.codec import Compressor
 from latentwire.ladder import EncoderLadder
-from latentwire_sender.settings import SenderSettings, get_settings
+from latentwire_http.batching import MicroBatcher
+from latentwire_sender.settings import SenderSettings
+
+#: One digit to encode with one model; the worker gives back its payload (unframed code).
+EncodeItem = tuple[Compressor, np.ndarray]
+EncodeBatcher = MicroBatcher[EncodeItem, bytes]
 
 
 def get_ladder(request: Request) -> EncoderLadder:
@@ -16,7 +22,19 @@ def get_ladder(request: Request) -> EncoderLadder:
     return ladder
 
 
+def get_settings(request: Request) -> SenderSettings:
+    settings: SenderSettings = request.app.state.settings
+    return settings
+
+
+def get_batcher(request: Request) -> EncodeBatcher:
+    batcher: MicroBatcher[Any, Any] = request.app.state.batcher
+    return batcher
+
+
 LadderDep = Annotated[EncoderLadder, Depends(get_ladder)]
+SettingsDep = Annotated[SenderSettings, Depends(get_settings)]
+BatcherDep = Annotated[EncodeBatcher, Depends(get_batcher)]
 
 QualityQuery = Query(
     None,
@@ -38,4 +56,3 @@ def get_compressor(
 
 
 CompressorDep = Annotated[Compressor, Depends(get_compressor)]
-SettingsDep = Annotated[SenderSettings, Depends(get_settings)]

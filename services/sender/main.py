@@ -14,33 +14,52 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from latentwire.ladder import EncoderLadder
-from latentwire.web import create_service_app, serve
-from latentwire_sender.routes import router
-from latentwire_sender.settings import SenderSettings, get_settings
+from latentwire.ladder import EncoderLadder, compress_each
+from latentwire_http.app import create_service_app, serve
+from latentwire_http.batching import MicroBatcher
+from latentwire_sender.deps import EncodeBatcher, EncodeItem
+from latentwire_sender.routes import router, startup
+from latentwire_sender.settings import SenderSettings
 
 
 def load_ladder(settings: SenderSettings) -> EncoderLadder:
     return EncoderLadder.load(settings.encoder, default_quality=settings.default_quality)
 
 
+def encode_batch(items: list[EncodeItem]) -> list[bytes | Exception]:
+    """The worker's job: one encoder pass per model over the batch, then the entropy coder."""
+    return list(compress_each(items))
+
+
+def make_batcher(settings: SenderSettings) -> EncodeBatcher:
+    return MicroBatcher(
+        encode_batch,
+        max_batch=settings.batch_size,
+        max_wait_s=settings.batch_wait_ms / 1000,
+        max_pending=settings.max_pending,
+        name="encoder",
+    )
+
+
 def create_app(settings: SenderSettings | None = None, *, ladder: EncoderLadder | None = None) -> FastAPI:
     """The ASGI app; without ``ladder`` the encoders named by ``settings`` load at startup."""
-    resolved = settings or get_settings()
+    resolved = settings or SenderSettings()
     return create_service_app(
         title="latentwire sender",
         description="Encodes digit images into compact codes. Holds encoder halves only.",
-        router=router,
+        routers=[router],
+        settings=resolved,
         ladder=ladder,
         load=lambda: load_ladder(resolved),
-        overrides={get_settings: lambda: resolved},
+        batcher=lambda _: make_batcher(resolved),
+        on_startup=startup,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latentwire-sender", description="Serve POST /encode (images → codes).")
-    p.add_argument("--host", help="bind address (env LATENTWIRE_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (env LATENTWIRE_PORT, default 8001)")
+    p.add_argument("--host", help="bind address (env LATENTWIRE_SENDER_HOST or LATENTWIRE_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env LATENTWIRE_SENDER_PORT or LATENTWIRE_PORT, default 8001)")
     p.add_argument(
         "--encoder", type=Path, help="ladder or checkpoint directory, or file (env LATENTWIRE_ENCODER)"
     )
@@ -52,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = get_settings().model_copy(update={k: v for k, v in vars(args).items() if v is not None})
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    settings = SenderSettings(**flags)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return serve(
         half="encoder",
+        settings=settings,
         load=lambda: load_ladder(settings),
         app=lambda ladder: create_app(settings, ladder=ladder),  # type: ignore[arg-type]
-        host=settings.host,
-        port=settings.port,
     )
 
 

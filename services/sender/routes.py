@@ -1,35 +1,37 @@
-"""The sender's routes: images in, codes out."""
+"""The sender's routes: images in, codes out.
+
+Each request is admitted first (room in the encoder's queue, its body in the byte budget; else
+503), then its images are decoded — a small one on the event loop, large ones on the decode
+threads — and its digits join the next micro-batch of the encoder.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from latentwire import bitstream
 from latentwire.codec import Compressor
-from latentwire.errors import BadRequestError, TooLargeError, UnsupportedMediaError
-from latentwire.preprocess import load_digit
-from latentwire.web import (
-    ERROR_RESPONSES,
-    ModelInfo,
-    b64url_encode,
-    media_type,
-    model_info,
-    read_body,
-    wants_octet_stream,
-)
-from latentwire_sender.deps import CompressorDep, LadderDep, SettingsDep
+from latentwire.errors import BadRequestError, LatentwireError, TooLargeError, UnsupportedMediaError
+from latentwire.preprocess import image_size, load_digit
+from latentwire_http.budget import ByteBudget
+from latentwire_http.requests import b64url_encode, media_type, read_body, wants_octet_stream
+from latentwire_http.schemas import ERROR_RESPONSES, ModelInfo, model_info
+from latentwire_sender.deps import BatcherDep, CompressorDep, EncodeBatcher, LadderDep
 from latentwire_sender.schemas import EncodeBatchResponse, EncodedCode, EncodeResponse
 from latentwire_sender.settings import SenderSettings
 
 router = APIRouter()
-T = TypeVar("T")
+
+# Decoded on the event loop when this small (a 28×28 digit takes ~30 µs); larger images go to
+# the decode threads, so a big photo never stalls other requests or the health checks.
+INLINE_MAX_PIXELS = 128 * 128
+INLINE_MAX_BYTES = 64 * 1024
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -68,6 +70,13 @@ PreprocessQuery = Query(
 )
 
 
+def startup(app: Any) -> None:
+    """The sender's own state: the body budget and the decode threads' limiter."""
+    settings: SenderSettings = app.state.settings
+    app.state.body_budget = ByteBudget(settings.max_inflight_body_bytes)
+    app.state.decode_limiter = anyio.CapacityLimiter(settings.decode_threads)
+
+
 async def uploaded_images(request: Request, settings: SenderSettings) -> list[bytes]:
     """The image files of a raw ``image/*`` body or of a multipart form, in order."""
     kind = media_type(request)
@@ -98,18 +107,51 @@ async def uploaded_images(request: Request, settings: SenderSettings) -> list[by
         await form.close()  # the spooled upload files
 
 
-async def encode_uploads(
-    images: list[bytes], settings: SenderSettings, *, preprocess: bool, encode: Callable[[np.ndarray], T]
-) -> T:
-    """Uploaded files → MNIST-style digits uint8 (N, 28, 28) → ``encode``; one trip off the event loop."""
+def _is_small(data: bytes, max_pixels: int) -> bool:
+    if len(data) > INLINE_MAX_BYTES:
+        return False
+    width, height = image_size(data, max_pixels=max_pixels)  # the header only; raises on junk
+    return width * height <= INLINE_MAX_PIXELS
 
-    def work() -> T:
-        pixels = [
-            load_digit(data, normalize=preprocess, max_pixels=settings.max_image_pixels) for data in images
-        ]
-        return encode(np.stack(pixels))
 
-    return await run_in_threadpool(work)
+async def load_digits(request: Request, images: list[bytes], *, preprocess: bool) -> np.ndarray:
+    """Uploaded files → MNIST-style digits, uint8 (N, 28, 28)."""
+    settings: SenderSettings = request.app.state.settings
+
+    def load_all() -> np.ndarray:
+        return np.stack(
+            [load_digit(data, normalize=preprocess, max_pixels=settings.max_image_pixels) for data in images]
+        )
+
+    if len(images) == 1 and _is_small(images[0], settings.max_image_pixels):
+        return load_all()
+    return await anyio.to_thread.run_sync(load_all, limiter=request.app.state.decode_limiter)
+
+
+async def encode_images(
+    request: Request, batcher: EncodeBatcher, compressor: Compressor, *, preprocess: bool, batch: bool
+) -> list[bytes]:
+    """Admit, read, decode and encode the request's images: their payloads, in order."""
+    settings: SenderSettings = request.app.state.settings
+    budget: ByteBudget = request.app.state.body_budget
+    with batcher.admit(1) as admission, budget.hold(request, max_body_bytes=settings.max_body_bytes):
+        images = await uploaded_images(request, settings)
+        if not batch and len(images) != 1:
+            raise BadRequestError(
+                f"/encode takes one image, got {len(images)}", hint="send several images to /encode/batch"
+            )
+        if len(images) > 1:
+            admission.grow(len(images) - 1)
+        digits = await load_digits(request, images, preprocess=preprocess)
+        results = await admission.run([(compressor, digit) for digit in digits])
+    payloads = []
+    for index, result in enumerate(results):
+        if isinstance(result, LatentwireError):
+            raise result.prefixed(f"image {index}: ") if batch else result
+        if isinstance(result, Exception):
+            raise result
+        payloads.append(result)
+    return payloads
 
 
 def _headers(compressor: Compressor) -> dict[str, str]:
@@ -132,15 +174,11 @@ def _headers(compressor: Compressor) -> dict[str, str]:
 async def encode(
     request: Request,
     compressor: CompressorDep,
-    settings: SettingsDep,
+    batcher: BatcherDep,
     preprocess: bool = PreprocessQuery,
 ) -> Response:
-    images = await uploaded_images(request, settings)
-    if len(images) != 1:
-        raise BadRequestError(
-            f"/encode takes one image, got {len(images)}", hint="send several images to /encode/batch"
-        )
-    (code,) = await encode_uploads(images, settings, preprocess=preprocess, encode=compressor.compress)
+    (payload,) = await encode_images(request, batcher, compressor, preprocess=preprocess, batch=False)
+    code = compressor.frame(payload)
     if wants_octet_stream(request):
         return Response(code, media_type="application/octet-stream", headers=_headers(compressor))
     body = EncodeResponse(
@@ -166,7 +204,7 @@ async def encode(
 async def encode_batch(
     request: Request,
     compressor: CompressorDep,
-    settings: SettingsDep,
+    batcher: BatcherDep,
     preprocess: bool = PreprocessQuery,
 ) -> Response:
     if media_type(request) != "multipart/form-data":
@@ -174,13 +212,11 @@ async def encode_batch(
             f"content type {media_type(request) or '(none)'!r} is not accepted",
             hint="send the images as multipart/form-data files",
         )
-    images = await uploaded_images(request, settings)
+    payloads = await encode_images(request, batcher, compressor, preprocess=preprocess, batch=True)
     if wants_octet_stream(request):
-        container = await encode_uploads(
-            images, settings, preprocess=preprocess, encode=compressor.compress_batch
-        )
+        container = compressor.pack_batch(payloads)
         return Response(container, media_type=bitstream.BATCH_MEDIA_TYPE, headers=_headers(compressor))
-    codes = await encode_uploads(images, settings, preprocess=preprocess, encode=compressor.compress)
+    codes = [compressor.frame(p) for p in payloads]
     body = EncodeBatchResponse(
         model_id=compressor.model_id,
         quality=compressor.level,
@@ -192,3 +228,6 @@ async def encode_batch(
 @router.get("/v1/model", summary="The loaded encoder checkpoints: the default and every level")
 async def model(ladder: LadderDep) -> ModelInfo:
     return model_info(ladder, half="encoder", default_quality=ladder.default_quality)
+
+
+__all__ = ["router", "startup"]

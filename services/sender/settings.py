@@ -1,30 +1,33 @@
-"""Sender settings: environment variables with the LATENTWIRE_ prefix, or CLI flags."""
+"""Sender settings: ``LATENTWIRE_SENDER_<NAME>``, then ``LATENTWIRE_<NAME>``, or CLI flags."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from latentwire_http.settings import ServiceSettings
+
+__all__ = ["SenderSettings"]
 
 
-class SenderSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LATENTWIRE_", extra="ignore")
+class SenderSettings(ServiceSettings):
+    service_prefix: ClassVar[str] = "LATENTWIRE_SENDER_"
 
-    host: str = "127.0.0.1"
-    port: int = 8001
+    port: int = Field(default=8001, ge=0, le=65535)
     # Encoder checkpoints: a ladder directory (one subdirectory per level), a checkpoint directory or
     # an encoder.safetensors file; unset = the shipped ladder.
     encoder: Path | None = None
     # Quality level of /encode without ?quality= (it must be in the ladder); unset = level 4 when the
     # ladder has it (latentwire.ladder.PREFERRED_QUALITY), else its middle level.
     default_quality: int | None = None
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     # 4096 × 4096: refuses decompression bombs before Pillow decodes any pixel.
-    max_image_pixels: int = 4096 * 4096
-    max_batch: int = 256
-
-
-@lru_cache
-def get_settings() -> SenderSettings:
-    return SenderSettings()
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
+    max_batch: int = Field(default=256, ge=1)
+    # Threads that decode large images (a 28×28 digit is decoded on the event loop: ~30 µs).
+    decode_threads: int = Field(default=2, ge=1)
+    # Request bodies held in memory at once, over all requests; a body that does not fit is
+    # refused with 503 before it is read. Bounds memory under a flood of 10 MB photos.
+    max_inflight_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)

@@ -17,8 +17,10 @@ Two kinds of model, told apart by the ``codec`` entry of their checkpoints:
 ``uniform8`` (the tutorial's ``seed`` network; code format v1): the non-negative latent
 (N, C, 7, 7) is quantized to 8 bits on [0, latent_max] and framed with a CRC and the model id.
 
-Both halves run their network in float64 and decode integers with integer tables only, so a
-code decodes to the same pixels alone or in a batch, in any process, on any thread count.
+Both halves run their network in float32 through ``inference.InvariantRunner``, so an image
+encodes to the same latent and a code decodes to the same pixels alone or in any batch (the
+services batch concurrent requests together). The integers are exact everywhere: symbols come
+from integer tables only, identical on every machine (docs/bitstream.md says what is promised).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from latentwire import arithmetic, bitstream
 from latentwire.checkpoint import CheckpointMeta, LoadedDecoder, LoadedEncoder, load_decoder, load_encoder
 from latentwire.entropy import CdfTables
 from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, LatentwireError
+from latentwire.inference import InvariantRunner
+from latentwire.nets import Decoder, Encoder
 
 __all__ = ["Compressor", "Decompressor", "ModelHalf", "UniformQuantizer", "fit_quantizer"]
 
@@ -57,8 +61,8 @@ class UniformQuantizer:
         return torch.round(scaled).to(torch.uint8).reshape(latents.shape[0], -1).numpy()
 
     def dequantize(self, payload: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-        """(N, C·H·W) uint8 → (N, C, H, W) float64."""
-        values = torch.from_numpy(payload.astype(np.float64)) * (self.latent_max / _LEVELS)
+        """(N, C·H·W) uint8 → (N, C, H, W) float32."""
+        values = torch.from_numpy(payload.astype(np.float32)) * (self.latent_max / _LEVELS)
         return values.reshape(payload.shape[0], *shape)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +99,10 @@ def to_pixels(images: torch.Tensor) -> np.ndarray:
     return torch.round(images.clamp(0.0, 1.0) * 255.0).to(torch.uint8).squeeze(1).numpy()
 
 
+def _runner(module: Encoder | Decoder, *, pixels: bool) -> InvariantRunner:
+    return InvariantRunner(module.float().eval().net, pixels=pixels)
+
+
 class ModelHalf:
     """What both halves share: metadata, the codec parameters, and which format they speak."""
 
@@ -108,7 +116,7 @@ class ModelHalf:
                 self.quantizer = UniformQuantizer.from_dict(meta.codec)
             elif kind == FACTORIZED["kind"] and meta.codec.get("precision") == arithmetic.PRECISION:
                 self.tables = CdfTables.from_tensors(tables)
-                self._rows = self.tables.rows()
+                self._rows = arithmetic.prepare(self.tables.rows())  # laid out once: ~2x faster coding
             else:
                 raise BadCheckpointError(
                     f"unknown codec {meta.codec!r}; this build knows uniform8 and factorized"
@@ -150,16 +158,16 @@ class Compressor(ModelHalf):
 
     def __init__(self, loaded: LoadedEncoder) -> None:
         super().__init__(loaded.meta, loaded.tables)
-        self.encoder = loaded.module.double()
+        self.encoder = loaded.module
+        self._run = _runner(loaded.module, pixels=False)
 
     @classmethod
     def from_checkpoint(cls, path: Path | str) -> Compressor:
         return cls(load_encoder(path))
 
-    @torch.inference_mode()
     def latents(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (N, 28, 28) → the encoder's float64 latents."""
-        return self.encoder(to_tensor(check_images(images)).double())
+        """uint8 (N, 28, 28) → the encoder's float32 latents (batch-invariant)."""
+        return self._run(to_tensor(check_images(images)))
 
     def symbols(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, 28, 28) → (N, K) symbol indices into the coding tables (factorized models)."""
@@ -186,10 +194,14 @@ class Compressor(ModelHalf):
 
     def compress_batch(self, images: np.ndarray) -> bytes:
         """N images → one batch container (v2 shares a header between codes; v1 lists whole codes)."""
+        return self.pack_batch(self.payloads(images))
+
+    def pack_batch(self, payloads: Sequence[bytes]) -> bytes:
+        """Payloads of this model → one batch container."""
         if self.quantizer is not None:
-            return bitstream.pack_batch(self.compress(images))
+            return bitstream.pack_batch([self.frame(p) for p in payloads])
         return bitstream.pack_batch_v2(
-            level=self.level, denoise=self.denoise, model_id=self.model_id, payloads=self.payloads(images)
+            level=self.level, denoise=self.denoise, model_id=self.model_id, payloads=list(payloads)
         )
 
 
@@ -198,7 +210,8 @@ class Decompressor(ModelHalf):
 
     def __init__(self, loaded: LoadedDecoder) -> None:
         super().__init__(loaded.meta, loaded.tables)
-        self.decoder = loaded.module.double()
+        self.decoder = loaded.module
+        self._run = _runner(loaded.module, pixels=True)
         self._shape = loaded.module.preset.latent_shape
 
     @classmethod
@@ -212,7 +225,7 @@ class Decompressor(ModelHalf):
         return bitstream.unpack_v2(code, model_id=self.model_id)
 
     def latent_values(self, payload: bytes) -> np.ndarray:
-        """One payload → its latent as float64, (C·H·W,) or (K,); raises BadCodeError if malformed."""
+        """One payload → its latent as float32, (C·H·W,) or (K,); raises BadCodeError if malformed."""
         if self.quantizer is not None:
             expected = int(np.prod(self._shape))
             if len(payload) != expected:
@@ -221,7 +234,7 @@ class Decompressor(ModelHalf):
             return self.quantizer.dequantize(row, self._shape).reshape(-1).numpy()
         assert self.tables is not None
         symbols = np.asarray(arithmetic.decode(payload, self._rows), dtype=np.int64)
-        return self.tables.values(symbols).astype(np.float64)
+        return self.tables.values(symbols).astype(np.float32)
 
     def decompress(self, codes: Sequence[bytes]) -> np.ndarray:
         """N codes → uint8 (N, 28, 28). Any bad code raises before anything is decoded."""
@@ -230,14 +243,14 @@ class Decompressor(ModelHalf):
             try:
                 rows.append(self.latent_values(self.payload(code)))
             except LatentwireError as exc:
-                where = f"code {index}: " if len(codes) > 1 else ""  # name the culprit in a batch
-                raise type(exc)(where + exc.message, hint=exc.hint) from exc
+                if len(codes) > 1:  # name the culprit in a batch
+                    raise exc.prefixed(f"code {index}: ") from exc
+                raise
         if not rows:
             return np.zeros((0, *IMAGE_SHAPE), np.uint8)
         return self.decode_latents(np.stack(rows))
 
-    @torch.inference_mode()
     def decode_latents(self, latents: np.ndarray) -> np.ndarray:
-        """(N, latent size) float64 → uint8 (N, 28, 28)."""
-        batch = torch.from_numpy(latents).reshape(len(latents), *self._shape)
-        return to_pixels(self.decoder(batch))
+        """(N, latent size) float → uint8 (N, 28, 28) (batch-invariant)."""
+        batch = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32))
+        return self._run(batch.reshape(len(latents), *self._shape)).squeeze(1).numpy()

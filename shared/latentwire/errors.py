@@ -1,18 +1,19 @@
-"""The exceptions latentwire raises on bad input, and what each means to an HTTP client.
+"""The exceptions latentwire raises on bad input.
 
     LatentwireError                  base; never raised itself
-    ├── BadImageError         (422)  the bytes are not a decodable image, or it has the wrong size
-    ├── UnsupportedMediaError (415)  a content type the endpoint does not accept
-    ├── TooLargeError         (413)  body, pixels or batch over the configured limit
-    ├── BadRequestError       (400)  a malformed request: empty body, bad JSON, bad parameter
-    ├── BadCodeError          (422)  a code that is truncated, corrupted or otherwise malformed
+    ├── BadImageError                the bytes are not a decodable image, or it has the wrong size
+    ├── UnsupportedMediaError        a content type the caller does not accept
+    ├── TooLargeError                body, pixels or batch over the configured limit
+    ├── BadRequestError              a malformed request: empty body, bad JSON, bad parameter
+    ├── BadCodeError                 a code that is truncated, corrupted or otherwise malformed
     │   └── UnsupportedVersionError  a code of a format version this build cannot read
-    ├── ForeignModelError     (409)  a well-formed code made by another model
+    ├── ForeignModelError            a well-formed code made by another model
     ├── BadCheckpointError           a checkpoint file that is missing, corrupt or of the wrong half
     └── DataUnavailableError         MNIST could not be found, fetched or verified
 
-Every error carries a machine-readable ``code`` and a ``hint`` saying what is accepted, so the
-services can answer with one JSON shape: ``{"error": code, "detail": message, "hint": hint}``.
+Every error carries a machine-readable ``code`` and a ``hint`` saying what is accepted, so a
+caller can report any of them in one shape: ``{"error": code, "detail": message, "hint": hint}``.
+The model package knows no HTTP: the services map each class to a status (``latentwire_http``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ class LatentwireError(Exception):
     """Base of every error latentwire raises on purpose."""
 
     code: str = "latentwire_error"
-    status: int = 400
     default_hint: str = ""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = self.default_hint if hint is None else hint
+
+    def prefixed(self, where: str) -> LatentwireError:
+        """The same error with ``where`` before its message, e.g. to name the culprit of a batch."""
+        return type(self)(where + self.message, hint=self.hint)
 
     def to_dict(self) -> dict[str, str]:
         """The JSON body the services send for this error."""
@@ -50,28 +54,23 @@ class LatentwireError(Exception):
 
 class BadImageError(LatentwireError):
     code = "bad_image"
-    status = 422
     default_hint = "send a PNG, JPEG, BMP, GIF, TIFF or WebP image"
 
 
 class UnsupportedMediaError(LatentwireError):
     code = "unsupported_media_type"
-    status = 415
 
 
 class TooLargeError(LatentwireError):
     code = "too_large"
-    status = 413
 
 
 class BadRequestError(LatentwireError):
     code = "bad_request"
-    status = 400
 
 
 class BadCodeError(LatentwireError):
     code = "bad_code"
-    status = 422
     default_hint = "send a code exactly as the sender returned it (raw bytes, or base64url in JSON)"
 
 
@@ -82,13 +81,11 @@ class UnsupportedVersionError(BadCodeError):
 
 class ForeignModelError(LatentwireError):
     code = "foreign_model"
-    status = 409
     default_hint = "decode the code with the receiver whose model made it (see GET /v1/model)"
 
 
 class BadCheckpointError(LatentwireError):
     code = "bad_checkpoint"
-    status = 500
     default_hint = (
         "point at a checkpoint written by latentwire-train (encoder.safetensors / decoder.safetensors)"
     )
@@ -96,4 +93,3 @@ class BadCheckpointError(LatentwireError):
 
 class DataUnavailableError(LatentwireError):
     code = "data_unavailable"
-    status = 503

@@ -25,7 +25,7 @@ from latentwire.checkpoint import DECODER_FILE, DEFAULT_CHECKPOINT_DIR, ENCODER_
 from latentwire.codec import Compressor, Decompressor, ModelHalf
 from latentwire.errors import BadCheckpointError, BadRequestError, ForeignModelError, LatentwireError
 
-__all__ = ["DecoderLadder", "EncoderLadder", "Ladder", "checkpoint_files", "describe"]
+__all__ = ["DecoderLadder", "EncoderLadder", "Ladder", "checkpoint_files", "compress_each", "describe"]
 
 # The default level when a ladder has it: the smallest shipped level at ≥ 24 dB (PSNR of the mean
 # MSE over the MNIST test set). A ladder without it defaults to its middle level.
@@ -177,17 +177,60 @@ class DecoderLadder(Ladder[Decompressor]):
                 model, payload = self.open(code)
                 latents.append(model.latent_values(payload))
             except LatentwireError as exc:
-                where = f"code {index}: " if len(codes) > 1 else ""
-                raise type(exc)(where + exc.message, hint=exc.hint) from exc
+                if len(codes) > 1:
+                    raise exc.prefixed(f"code {index}: ") from exc
+                raise
             models.append(model)
         out = np.zeros((len(codes), 28, 28), np.uint8)
-        for model in {id(m): m for m in models}.values():  # one decoder pass per model
-            rows = [i for i, m in enumerate(models) if m is model]
+        for model, rows in _rows_by_model(models).items():  # one decoder pass per model
             out[rows] = model.decode_latents(np.stack([latents[i] for i in rows]))
         return out, models
 
+    @staticmethod
+    def decompress_each(opened: Sequence[tuple[Decompressor, bytes]]) -> list[np.ndarray | LatentwireError]:
+        """Payloads already ``open``ed → a uint8 (28, 28) image each, or that payload's error.
+
+        One decoder pass per model; a bad payload fails alone (what a micro-batch of unrelated
+        requests needs), unlike ``decompress``, which refuses the whole batch.
+        """
+        results: list[np.ndarray | LatentwireError] = []
+        good: dict[int, np.ndarray] = {}
+        for index, (model, payload) in enumerate(opened):
+            try:
+                good[index] = model.latent_values(payload)
+                results.append(_PENDING)
+            except LatentwireError as exc:
+                results.append(exc)
+        models = {index: opened[index][0] for index in good}
+        for model, rows in _rows_by_model(models).items():
+            pixels = model.decode_latents(np.stack([good[i] for i in rows]))
+            for row, image in zip(rows, pixels, strict=True):
+                results[row] = image
+        return results
+
     def unpack_batch(self, data: bytes, *, max_codes: int) -> list[bytes]:
         return bitstream.unpack_batch(data, max_codes=max_codes, model_id_for=self.model_id_for)
+
+
+_PENDING = np.zeros((0, 0), np.uint8)  # placeholder until the model's pass fills the slot
+
+
+def _rows_by_model(models: Sequence[Model] | dict[int, Model]) -> dict[Model, list[int]]:
+    """Indices grouped by model (models are hashable by identity), in first-seen order."""
+    pairs = models.items() if isinstance(models, dict) else enumerate(models)
+    groups: dict[Model, list[int]] = {}
+    for index, model in pairs:
+        groups.setdefault(model, []).append(index)
+    return groups
+
+
+def compress_each(items: Sequence[tuple[Compressor, np.ndarray]]) -> list[bytes]:
+    """(model, uint8 (28, 28) digit) pairs → each digit's payload; one encoder pass per model."""
+    payloads: list[bytes] = [b""] * len(items)
+    for model, rows in _rows_by_model([m for m, _ in items]).items():
+        for row, payload in zip(rows, model.payloads(np.stack([items[i][1] for i in rows])), strict=True):
+            payloads[row] = payload
+    return payloads
 
 
 def describe(ladder: Ladder[Model]) -> str:

@@ -154,13 +154,14 @@ def _dense_decoder(p: Preset) -> nn.Sequential:
     )
 
 
-_BUILDERS: dict[str, tuple[Callable[[Preset], nn.Module], Callable[[Preset], nn.Module]]] = {
+Builder = Callable[[Preset], nn.Sequential]
+_BUILDERS: dict[str, tuple[Builder, Builder]] = {
     "seed": (_seed_encoder, _seed_decoder),
     "dense": (_dense_encoder, _dense_decoder),
 }
 
 
-def _builders(preset: Preset) -> tuple[Callable[[Preset], nn.Module], Callable[[Preset], nn.Module]]:
+def _builders(preset: Preset) -> tuple[Builder, Builder]:
     try:
         return _BUILDERS[preset.family]
     except KeyError:

@@ -11,6 +11,7 @@ import io
 import time
 import zlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,22 @@ def codes(compressor: Compressor) -> list[bytes]:
     return compressor.compress(images)
 
 
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` with its lifespan running (ASGITransport alone does not run it)."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
 async def post(app: FastAPI, path: str, **kwargs: Any) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with serving(app) as client:
         return await client.post(path, **kwargs)
 
 
 async def get(app: FastAPI, path: str) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with serving(app) as client:
         return await client.get(path)
 
 
@@ -488,10 +498,12 @@ async def test_decode_batch_bad_json(receiver_app: FastAPI, codes: list[bytes]) 
 
 
 async def test_not_ready_without_a_model() -> None:
-    """Before the lifespan loads a model, /readyz says so (no load happens without the lifespan)."""
+    """Before the lifespan loads a model, /readyz says so (no lifespan runs here, so no load)."""
     for app in (create_sender(SenderSettings()), create_receiver(ReceiverSettings())):
-        assert (await get(app, "/healthz")).status_code == 200
-        response = await get(app, "/readyz")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json() == {"status": "loading"}
 

@@ -256,9 +256,10 @@ def png_claiming(width: int, height: int) -> bytes:
 )
 def test_decompression_bomb_is_refused_cheaply(width: int, height: int, max_pixels: int) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(TooLargeError) as info:
-        pp.load_digit(png_claiming(width, height), max_pixels=max_pixels)
-    assert str(max_pixels) in info.value.message
+    for check in (pp.load_digit, pp.decode_image, pp.image_size):
+        with pytest.raises(TooLargeError) as info:
+            check(png_claiming(width, height), max_pixels=max_pixels)
+        assert str(max_pixels) in info.value.message
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024  # ru_maxrss is KiB
     assert grown_mib < 20
 
@@ -266,6 +267,34 @@ def test_decompression_bomb_is_refused_cheaply(width: int, height: int, max_pixe
 def test_limit_is_inclusive() -> None:
     out = pp.load_digit(encode(Image.new("L", (100, 100), 255)), max_pixels=10_000)
     assert not out.any()
+    assert pp.image_size(encode(Image.new("L", (100, 100), 255)), max_pixels=10_000) == (100, 100)
+
+
+def test_image_size_reads_only_the_header() -> None:
+    assert pp.image_size(png_claiming(4000, 3000)) == (4000, 3000)  # the pixel data is truncated
+    assert pp.image_size(encode(drawn_digit(), "JPEG")) == (120, 90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: the size is as stored, the pixel count the same
+    assert pp.image_size(encode(drawn_digit(), "JPEG", exif=exif.tobytes())) == (120, 90)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"definitely not an image", id="garbage"),
+        pytest.param(encode(drawn_digit(), "PPM"), id="unaccepted-format"),
+        pytest.param(encode(drawn_digit())[:30], id="cut-in-header"),
+        pytest.param(png_claiming(5_000, 5_000), id="too-many-pixels"),
+        pytest.param(png_claiming(50_000, 50_000), id="pillow-bomb"),
+    ],
+)
+def test_image_size_refuses_what_load_digit_refuses(data: bytes) -> None:
+    with pytest.raises((BadImageError, TooLargeError)) as expected:
+        pp.load_digit(data)
+    with pytest.raises(type(expected.value)) as got:
+        pp.image_size(data)
+    assert got.value.message == expected.value.message
 
 
 # --------------------------------------------------------------------------- utilities

@@ -1,0 +1,52 @@
+"""Running a service: the thread budget, then uvicorn with the options every service (and the
+benchmark's echo baseline) shares."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+
+__all__ = ["configure_threads", "run_app", "uvicorn_options"]
+
+log = logging.getLogger("latentwire.http")
+
+
+def configure_threads(torch_threads: int) -> None:
+    """torch's intra-op threads, and one inter-op thread: inference runs on one thread of ours.
+
+    The two cores of a small machine are shared by the event loop (HTTP, JSON), image decoding
+    threads and that inference thread; more intra-op threads than that only contend.
+    """
+    import torch  # here, not at import: the benchmark's echo server never loads torch
+
+    torch.set_num_threads(torch_threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only settable before the first parallel op; a second call is harmless
+        pass
+
+
+def uvicorn_options(*, log_level: str = "info", graceful_timeout_s: float = 10.0) -> dict[str, Any]:
+    """uvicorn settings shared by the services and by latentwire-bench's echo baseline.
+
+    "auto" picks uvloop and httptools when installed (the ``serve`` extra installs both). No
+    access log: one line per request costs ~10% of a small request's time; the services log
+    errors and startup instead.
+    """
+    return {
+        "loop": "auto",
+        "http": "auto",
+        "access_log": False,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": graceful_timeout_s,
+        "server_header": False,
+    }
+
+
+def run_app(app: Any, *, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 10.0) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (in-flight requests get ``graceful_timeout_s`` to finish)."""
+    uvicorn.run(
+        app, host=host, port=port, **uvicorn_options(log_level=log_level, graceful_timeout_s=graceful_timeout_s)
+    )
