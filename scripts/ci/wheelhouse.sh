@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the wheelhouse the images install from, on the host, so image builds need no network:
-# the CPU build of torch 2.13.0, every runtime and [train] dependency, and the project's own wheel.
+# the CPU build of torch 2.13.0, and every dependency of the model package and of the extras the
+# images install (latentwire[sender], [receiver], [train], [client]; docker/Dockerfile), setuptools
+# for building the project's own wheel in the image.
 #
 #   bash scripts/ci/wheelhouse.sh [DIR]      # default DIR: docker/wheelhouse (inside the build context)
 #
@@ -24,14 +26,23 @@ if sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64":
 PY
 
 mkdir -p "$DIR"
-# --find-links DIR: wheels from an earlier run count as found; pip downloads only what is missing.
-extras=$("$PYTHON" -c "import tomllib, sys; d = tomllib.load(open(sys.argv[1], 'rb')); print('[train]' if 'train' in d['project'].get('optional-dependencies', {}) else '')" "$ROOT/pyproject.toml")
+# The extras of the four images (docker/Dockerfile installs one per image): all must be in pyproject.toml.
+IMAGE_EXTRAS=(sender receiver train client)
+"$PYTHON" - "$ROOT/pyproject.toml" "${IMAGE_EXTRAS[@]}" <<'PY'
+import sys, tomllib
+declared = tomllib.load(open(sys.argv[1], "rb"))["project"].get("optional-dependencies", {})
+missing = [extra for extra in sys.argv[2:] if extra not in declared]
+if missing:
+    sys.exit(f"wheelhouse.sh: pyproject.toml has no extra {', '.join(missing)} (docker/Dockerfile installs them)")
+PY
+extras="[$(IFS=,; echo "${IMAGE_EXTRAS[*]}")]"
 log "pip wheel torch==2.13.0 + the dependencies of latentwire$extras into ${DIR#"$ROOT"/}"
 # The project is built from a copy of its sources, so that no build/ or *.egg-info lands in the tree.
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
 cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/shared" "$ROOT/services" "$src/"
 find "$src" -name __pycache__ -prune -exec rm -rf {} + -o -name '*.egg-info' -prune -exec rm -rf {} +
+# --find-links DIR: wheels from an earlier run count as found; pip downloads only what is missing.
 # pip's index warnings about this machine's empty local mirrors are noise.
 "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-cache-dir --find-links "$DIR" -w "$DIR" \
     "torch==2.13.0" "$src$extras" 2> >(grep -v "is neither a file nor a directory" >&2)

@@ -114,7 +114,7 @@ def write_plot(path: Path, rows: Sequence[Row], *, title: str) -> None:
     ours = [r for r in ordered if r.method == "latentwire" and r.bytes]
     if ours:
         ax.plot(
-            [r.bytes for r in ours],
+            [r.bytes or 0 for r in ours],
             [r.quality.psnr for r in ours],
             "o-",
             color="C3",
@@ -131,8 +131,8 @@ def write_plot(path: Path, rows: Sequence[Row], *, title: str) -> None:
         family = [r for r in ordered if r.method == method and r.bytes and not r.lossless]
         if family:
             ax.plot(
-                [r.bytes for r in family], [r.quality.psnr for r in family], marker=marker, linestyle=style,
-                label=method,
+                [r.bytes or 0 for r in family], [r.quality.psnr for r in family], marker=marker,
+                linestyle=style, label=method,
             )  # fmt: skip
     for method, marker, color in (("latentwire denoise", "*", "C3"), ("latentwire v1", "D", "C4")):
         for r in (r for r in ordered if r.method == method and r.bytes and not r.lossless):
@@ -142,7 +142,7 @@ def write_plot(path: Path, rows: Sequence[Row], *, title: str) -> None:
                 )
             else:
                 label = f"latentwire v1 seed model, {r.setting.removesuffix(' (v1)')}"
-            ax.plot([r.bytes], [r.quality.psnr], marker=marker, markersize=13 if marker == "*" else 8,
+            ax.plot([r.bytes or 0], [r.quality.psnr], marker=marker, markersize=13 if marker == "*" else 8,
                     linestyle="none", color=color, markerfacecolor="white" if marker == "D" else color,
                     label=label)  # fmt: skip
     lossless = [r for r in ordered if r.lossless and r.bytes and r.method not in ("original", "noisy input")]

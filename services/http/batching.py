@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import queue
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from latentwire_http.errors import OverloadedError
 
@@ -33,10 +34,14 @@ __all__ = ["Admission", "MicroBatcher"]
 log = logging.getLogger("latentwire.http")
 In = TypeVar("In")
 Out = TypeVar("Out")
+_STOP = object()  # tells the worker thread to finish
 
 
 class MicroBatcher(Generic[In, Out]):
     """Gathers items of concurrent requests into batches for ``process`` on one worker thread.
+
+    The worker thread takes the next batch itself, straight from a thread-safe queue: starting a
+    batch never waits for a turn of the event loop, which is busy with HTTP under load.
 
     >>> batcher = MicroBatcher(lambda xs: [x * 2 for x in xs], max_batch=64, max_wait_s=0.002,
     ...                        max_pending=1024, name="doubler")
@@ -62,13 +67,15 @@ class MicroBatcher(Generic[In, Out]):
         self.max_wait_s = max_wait_s
         self.max_pending = max_pending
         self.name = name
-        self._queue: deque[tuple[In, asyncio.Future[Out | Exception]]] = deque()
-        self._running: list[asyncio.Future[Out | Exception]] = []  # the batch in the worker
-        self._reserved = 0  # items admitted and not yet released
-        self._unsubmitted = 0  # of those, items their requests have not handed over yet
-        self._arrived = asyncio.Event()
-        self._executor: ThreadPoolExecutor | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._reserved = 0  # items admitted and not yet released (event-loop thread only)
+        # Of those, items their requests have not handed over yet. Written by the event loop,
+        # read by the worker as a hint: whether to wait for company is a guess, never a hazard.
+        self._unsubmitted = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._unanswered: set[asyncio.Future[list[Out | Exception]]] = set()
         self.batches = 0  # forward passes so far (for logs, tests and the benchmark)
         self.items = 0
 
@@ -96,84 +103,123 @@ class MicroBatcher(Generic[In, Out]):
     def _release(self, reserved: int, unsubmitted: int) -> None:
         self._reserved -= reserved
         self._unsubmitted -= unsubmitted
-        if unsubmitted:
-            self._arrived.set()  # a gatherer waiting for this request's items need not wait
 
     # ------------------------------------------------------------------ the worker
 
     def start(self) -> None:
-        """Start the worker (inside the running event loop, e.g. in the app's lifespan)."""
-        if self._worker is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"latentwire-{self.name}")
-            self._worker = asyncio.get_running_loop().create_task(self._gather_forever())
+        """Start the worker thread (from the running event loop, e.g. in the app's lifespan)."""
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._work, name=f"latentwire-{self.name}", daemon=True)
+            self._thread.start()
 
     async def close(self) -> None:
-        """Stop the worker; items still queued or running fail with OverloadedError.
+        """Stop the worker after its current batch; items still queued fail with OverloadedError.
 
         The server drains in-flight requests before it closes the batcher, so normally nothing
         is left; what is (a drain that timed out) gets an answer rather than hanging.
         """
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
-            self._worker = None
+        if self._thread is not None:
+            self._closing = True
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)  # never block the event loop
+            self._thread = None
         stopping = OverloadedError(f"the {self.name} is shutting down")
-        for future in [*self._running, *(future for _, future in self._queue)]:
+        for future in self._unanswered:
             if not future.done():
-                future.set_result(stopping)
-        self._running, self._queue = [], deque()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)  # never block the event loop
-            self._executor = None
+                future.set_exception(stopping)
+        self._unanswered.clear()
 
     async def _submit(self, items: Sequence[In]) -> list[Out | Exception]:
-        if self._worker is None:
+        if self._thread is None or self._loop is None:
             raise RuntimeError(f"the {self.name} batcher is not started")
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in items]
-        self._queue.extend(zip(items, futures, strict=True))
+        future: asyncio.Future[list[Out | Exception]] = self._loop.create_future()
+        self._unanswered.add(future)
         self._unsubmitted -= len(items)
-        self._arrived.set()
-        return list(await asyncio.gather(*futures))
+        self._queue.put(_Entry(list(items), future))  # one entry per request, not per item
+        try:
+            return await future
+        finally:
+            self._unanswered.discard(future)
 
-    async def _gather_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._queue:
-                self._arrived.clear()
-                await self._arrived.wait()
-            deadline = loop.time() + self.max_wait_s
-            # Wait for company only while admitted requests are still on their way.
-            while len(self._queue) < self.max_batch and self._unsubmitted > 0:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except TimeoutError:
-                    break
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            items = [item for item, _ in batch]
-            self._running = [future for _, future in batch]
+    def _next_batch(self) -> list[_Entry[In, Out]] | None:
+        """Block for one request's items, then take what else is queued, waiting a little for company.
+
+        None once asked to stop (entries queued behind the stop are left for ``close``).
+        """
+        first = self._queue.get()
+        if first is _STOP:
+            return None
+        assert isinstance(first, _Entry)
+        batch, size = [first], len(first.items)
+        deadline = time.monotonic() + self.max_wait_s
+        while size < self.max_batch:
             try:
-                results: Sequence[Out | Exception] = await loop.run_in_executor(
-                    self._executor, self.process, items
-                )
-                if len(results) != len(items):
-                    raise RuntimeError(f"{self.name}: {len(items)} items gave {len(results)} results")
-            except Exception as exc:  # a bug, not bad input: every item of the batch reports it
-                log.exception("%s: a batch of %d failed", self.name, len(items))
-                results = [exc] * len(items)
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                # Wait only while admitted requests are still on their way.
+                remaining = deadline - time.monotonic()
+                if self._unsubmitted <= 0 or remaining <= 0:
+                    break
+                try:
+                    entry = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if entry is _STOP:
+                self._queue.put(_STOP)  # finish this batch, stop at the next
+                break
+            assert isinstance(entry, _Entry)
+            batch.append(entry)
+            size += len(entry.items)
+        return batch
+
+    def _run(self, items: list[In]) -> Sequence[Out | Exception]:
+        """``process`` over ``items`` in passes of at most ``max_batch`` (a big request is split)."""
+        results: list[Out | Exception] = []
+        for start in range(0, len(items), self.max_batch):
+            chunk = items[start : start + self.max_batch]
+            try:
+                done = self.process(chunk)
+                if len(done) != len(chunk):
+                    raise RuntimeError(f"{self.name}: {len(chunk)} items gave {len(done)} results")
+            except Exception as exc:  # a bug, not bad input: every item of the pass reports it
+                log.exception("%s: a batch of %d failed", self.name, len(chunk))
+                done = [exc] * len(chunk)
+            results.extend(done)
             self.batches += 1
-            self.items += len(items)
-            for future, result in zip(self._running, results, strict=True):
-                if not future.done():  # its request may have been cancelled (client gone)
-                    future.set_result(result)
-            self._running = []
+        self.items += len(items)
+        return results
+
+    def _work(self) -> None:
+        assert self._loop is not None
+        while (batch := self._next_batch()) is not None:
+            if self._closing:  # queued before the stop: answered by close(), not processed
+                continue
+            results = self._run([item for entry in batch for item in entry.items])
+            answers, start = [], 0
+            for entry in batch:
+                answers.append((entry.future, list(results[start : start + len(entry.items)])))
+                start += len(entry.items)
+            try:
+                self._loop.call_soon_threadsafe(_answer, answers)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+
+class _Entry(Generic[In, Out]):
+    """One request's items in the queue, and the future its results go to."""
+
+    __slots__ = ("future", "items")
+
+    def __init__(self, items: list[In], future: asyncio.Future[list[Out | Exception]]) -> None:
+        self.items = items
+        self.future = future
+
+
+def _answer(answers: list[tuple[asyncio.Future[list[Any]], list[Any]]]) -> None:
+    for future, results in answers:
+        if not future.done():  # its request may have been cancelled (client gone)
+            future.set_result(results)
 
 
 class Admission(Generic[In, Out]):

@@ -3,6 +3,7 @@ benchmark's echo baseline) shares."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -22,10 +23,9 @@ def configure_threads(torch_threads: int) -> None:
     import torch  # here, not at import: the benchmark's echo server never loads torch
 
     torch.set_num_threads(torch_threads)
-    try:
+    # Only settable before the first parallel op; a second call raises, harmlessly.
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # only settable before the first parallel op; a second call is harmless
-        pass
 
 
 def uvicorn_options(*, log_level: str = "info", graceful_timeout_s: float = 10.0) -> dict[str, Any]:
@@ -45,8 +45,13 @@ def uvicorn_options(*, log_level: str = "info", graceful_timeout_s: float = 10.0
     }
 
 
-def run_app(app: Any, *, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 10.0) -> None:
+def run_app(
+    app: Any, *, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 10.0
+) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (in-flight requests get ``graceful_timeout_s`` to finish)."""
     uvicorn.run(
-        app, host=host, port=port, **uvicorn_options(log_level=log_level, graceful_timeout_s=graceful_timeout_s)
+        app,
+        host=host,
+        port=port,
+        **uvicorn_options(log_level=log_level, graceful_timeout_s=graceful_timeout_s),
     )

@@ -60,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latentwire-receiver", description="Serve POST /decode (codes → PNG digits)."
     )
-    p.add_argument("--host", help="bind address (env LATENTWIRE_RECEIVER_HOST or LATENTWIRE_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (env LATENTWIRE_RECEIVER_PORT or LATENTWIRE_PORT, default 8002)")
+    p.add_argument(
+        "--host", help="bind address (env LATENTWIRE_RECEIVER_HOST or LATENTWIRE_HOST, default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--port", type=int, help="port (env LATENTWIRE_RECEIVER_PORT or LATENTWIRE_PORT, default 8002)"
+    )
     p.add_argument(
         "--decoder", type=Path, help="ladder or checkpoint directory, or file (env LATENTWIRE_DECODER)"
     )

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 from latentwire import bitstream
 from latentwire.errors import BadRequestError, LatentwireError, TooLargeError, UnsupportedMediaError
 from latentwire.ladder import DecoderLadder
+from latentwire_http.batching import Admission
 from latentwire_http.requests import b64url_decode, media_type, read_body
 from latentwire_http.schemas import ERROR_RESPONSES, ModelInfo, model_info
-from latentwire_http.batching import Admission
 from latentwire_receiver.deps import BatcherDep, DecodeItem, LadderDep, SettingsDep
 from latentwire_receiver.schemas import DecodeBatchRequest, DecodeBatchResponse, DecodeRequest
 from latentwire_receiver.settings import ReceiverSettings

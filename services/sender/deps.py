@@ -1,4 +1,8 @@
-"""What the routes take from the app: the settings, the ladder and the batcher (``app.state``)."""
+"""What the routes take from the app: the settings, the ladder and the batcher (``app.state``).
+
+All ``async def``: FastAPI runs a plain ``def`` dependency on a worker thread, a thread hop per
+dependency per request (measured: ~40% of a small request's time).
+"""
 
 from __future__ import annotations
 
@@ -17,17 +21,17 @@ EncodeItem = tuple[Compressor, np.ndarray]
 EncodeBatcher = MicroBatcher[EncodeItem, bytes]
 
 
-def get_ladder(request: Request) -> EncoderLadder:
+async def get_ladder(request: Request) -> EncoderLadder:
     ladder: EncoderLadder = request.app.state.ladder
     return ladder
 
 
-def get_settings(request: Request) -> SenderSettings:
+async def get_settings(request: Request) -> SenderSettings:
     settings: SenderSettings = request.app.state.settings
     return settings
 
 
-def get_batcher(request: Request) -> EncodeBatcher:
+async def get_batcher(request: Request) -> EncodeBatcher:
     batcher: MicroBatcher[Any, Any] = request.app.state.batcher
     return batcher
 
@@ -48,7 +52,7 @@ DenoiseQuery = Query(
 )
 
 
-def get_compressor(
+async def get_compressor(
     ladder: LadderDep, quality: int | None = QualityQuery, denoise: bool = DenoiseQuery
 ) -> Compressor:
     """The model the request's ?quality= and ?denoise= pick (400 with the offered levels if none)."""

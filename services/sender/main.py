@@ -58,8 +58,12 @@ def create_app(settings: SenderSettings | None = None, *, ladder: EncoderLadder 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latentwire-sender", description="Serve POST /encode (images → codes).")
-    p.add_argument("--host", help="bind address (env LATENTWIRE_SENDER_HOST or LATENTWIRE_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (env LATENTWIRE_SENDER_PORT or LATENTWIRE_PORT, default 8001)")
+    p.add_argument(
+        "--host", help="bind address (env LATENTWIRE_SENDER_HOST or LATENTWIRE_HOST, default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--port", type=int, help="port (env LATENTWIRE_SENDER_PORT or LATENTWIRE_PORT, default 8001)"
+    )
     p.add_argument(
         "--encoder", type=Path, help="ladder or checkpoint directory, or file (env LATENTWIRE_ENCODER)"
     )

@@ -71,11 +71,14 @@ class CdfTables(NamedTuple):
 
     def symbols(self, latents: np.ndarray) -> np.ndarray:
         """Rounded latents (N, K) → symbol indices, clamped into each dimension's support."""
-        return np.clip(np.rint(latents).astype(np.int64) - self.offsets, 0, self.lengths - 1)
+        # Arithmetic on untyped-dtype arrays is Any to numpy's stubs: the annotation pins the result.
+        symbols: np.ndarray = np.clip(np.rint(latents).astype(np.int64) - self.offsets, 0, self.lengths - 1)
+        return symbols
 
     def values(self, symbols: np.ndarray) -> np.ndarray:
         """Symbol indices (N, K) → integer latent values."""
-        return symbols + self.offsets
+        values: np.ndarray = symbols + self.offsets
+        return values
 
 
 class FactorizedPrior(nn.Module):

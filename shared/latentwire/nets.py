@@ -177,7 +177,8 @@ class Encoder(nn.Module):
         self.net = _builders(preset)[0](preset)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+        out: torch.Tensor = self.net(images)  # nn.Module.__call__ is typed Any
+        return out
 
 
 class Decoder(nn.Module):
@@ -189,4 +190,5 @@ class Decoder(nn.Module):
         self.net = _builders(preset)[1](preset)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.net(latents)
+        out: torch.Tensor = self.net(latents)  # nn.Module.__call__ is typed Any
+        return out

@@ -150,21 +150,26 @@ class Service:
         self._log.close()
 
 
-def launch(name: str, checkpoint_flag: str, checkpoint: Path, log_dir: Path) -> Service:
-    """Start ``latentwire-<name>`` on a free loopback port; output goes to a file (never a full pipe)."""
+def launch(
+    name: str,
+    checkpoint_flag: str,
+    checkpoint: Path | None,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+) -> Service:
+    """Start ``latentwire-<name>`` on a free loopback port; output goes to a file (never a full pipe).
+
+    ``checkpoint`` None serves the shipped ladder; ``env`` adds settings (LATENTWIRE_…).
+    """
     port = free_port()
     log_path = log_dir / f"{name}-{port}.log"
     log = log_path.open("wb")
-    command = [
-        *service_command(name),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        checkpoint_flag,
-        str(checkpoint),
-    ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=service_env())
+    command = [*service_command(name), "--host", "127.0.0.1", "--port", str(port)]
+    if checkpoint is not None:
+        command += [checkpoint_flag, str(checkpoint)]
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env={**service_env(), **(env or {})}
+    )
     return Service(name, f"http://127.0.0.1:{port}", process, log_path, log)
 
 
@@ -183,12 +188,15 @@ def wait_ready(service: Service, deadline: float) -> str | None:
     return f"not ready after {READY_DEADLINE_S:.0f} s"
 
 
-def start_services(specs: list[tuple[str, str, Path]], log_dir: Path, attempts: int = 3) -> list[Service]:
+ServiceSpec = tuple[str, str, Path | None] | tuple[str, str, Path | None, dict[str, str]]
+
+
+def start_services(specs: list[ServiceSpec], log_dir: Path, attempts: int = 3) -> list[Service]:
     """Start the services side by side (each imports torch: seconds) and wait for all to be ready.
 
     A port taken between ``free_port`` and the bind is retried on a fresh port.
     """
-    services = [launch(*spec, log_dir) for spec in specs]
+    services = [launch(*spec[:3], log_dir, *spec[3:]) for spec in specs]
     deadline = time.monotonic() + READY_DEADLINE_S
     for i, spec in enumerate(specs):
         for attempt in range(attempts):
@@ -198,7 +206,7 @@ def start_services(specs: list[tuple[str, str, Path]], log_dir: Path, attempts: 
             services[i].stop()
             output = services[i].log()
             if "address already in use" in output.lower() and attempt + 1 < attempts:
-                services[i] = launch(*spec, log_dir)
+                services[i] = launch(*specs[i][:3], log_dir, *specs[i][3:])
                 deadline = time.monotonic() + READY_DEADLINE_S
                 continue
             for other in services:

@@ -27,6 +27,10 @@ def doubler(seen: list[list[int]]) -> MicroBatcher[int, int]:
     return MicroBatcher(process, max_batch=8, max_wait_s=0.05, max_pending=32, name="doubler")
 
 
+def echo(items: list[int]) -> list[int | Exception]:
+    return list(items)
+
+
 async def one(batcher: MicroBatcher[int, int], x: int) -> int | Exception:
     with batcher.admit() as admission:
         (result,) = await admission.run([x])
@@ -61,7 +65,7 @@ async def test_a_bad_item_fails_alone() -> None:
 
 
 async def test_a_lone_request_does_not_wait_for_company() -> None:
-    batcher = MicroBatcher(lambda xs: list(xs), max_batch=64, max_wait_s=30.0, max_pending=64, name="echo")
+    batcher = MicroBatcher(echo, max_batch=64, max_wait_s=30.0, max_pending=64, name="echo")
     batcher.start()
     try:
         assert await asyncio.wait_for(one(batcher, 7), timeout=10.0) == 7  # not 30 s
@@ -70,7 +74,7 @@ async def test_a_lone_request_does_not_wait_for_company() -> None:
 
 
 async def test_admission_is_refused_at_once_when_full_and_freed_after() -> None:
-    batcher = MicroBatcher(lambda xs: list(xs), max_batch=4, max_wait_s=0.0, max_pending=4, name="tiny")
+    batcher = MicroBatcher(echo, max_batch=4, max_wait_s=0.0, max_pending=4, name="tiny")
     batcher.start()
     try:
         held = batcher.admit(3)
@@ -117,12 +121,27 @@ async def test_close_fails_what_is_still_queued() -> None:
     first = asyncio.ensure_future(one(batcher, 1))
     second = asyncio.ensure_future(one(batcher, 2))
     await asyncio.sleep(0.05)  # the first is in the worker, the second queued behind it
-    await batcher.close()
-    release.set()
-    assert isinstance(await second, OverloadedError)
-    assert isinstance(await first, OverloadedError)  # its batch was still running: answered, not hung
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.05)
+    release.set()  # the running batch finishes; close() waits for it, never for the queue
+    await closing
+    assert await first == 1
+    with pytest.raises(OverloadedError, match="shutting down"):
+        await second
+
+
+async def test_a_request_larger_than_a_batch_runs_in_passes() -> None:
+    seen: list[list[int]] = []
+    batcher = doubler(seen)  # max_batch=8
+    batcher.start()
+    try:
+        with batcher.admit(20) as admission:
+            assert await admission.run(list(range(20))) == [2 * x for x in range(20)]
+    finally:
+        await batcher.close()
+    assert [len(b) for b in seen] == [8, 8, 4]
 
 
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
-        MicroBatcher(lambda xs: list(xs), max_batch=0, max_wait_s=0.0, max_pending=1, name="x")
+        MicroBatcher(echo, max_batch=0, max_wait_s=0.0, max_pending=1, name="x")

@@ -140,6 +140,6 @@ def test_unknown_codec_kind_is_refused(tmp_path: Path, checkpoint_factory: Calla
 
     loaded = load_decoder(checkpoint_factory(tmp_path / "x"))
     enc_loaded = Compressor.from_checkpoint(tmp_path / "x").encoder.float()
-    save_checkpoint(tmp_path / "y", encoder=enc_loaded, decoder=loaded.module, codec={"kind": "zstd"})  # type: ignore[arg-type]
+    save_checkpoint(tmp_path / "y", encoder=enc_loaded, decoder=loaded.module, codec={"kind": "zstd"})
     with pytest.raises(BadCheckpointError, match="unknown codec"):
         Decompressor.from_checkpoint(tmp_path / "y")

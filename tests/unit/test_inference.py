@@ -120,7 +120,9 @@ def test_codes_from_the_float64_codec_still_decode(ladders: tuple[EncoderLadder,
         assert (model.level, model.denoise) == (entry["quality"], entry["denoise"])
         before = decoded_png(entry["decoded_png"])
         assert np.abs(image.astype(int) - before.astype(int)).max() <= 1, entry["quality"]
-    assert {(e["quality"], e["denoise"]) for e in golden} == {(m.level, m.denoise) for m in ladders[1].levels()}
+    assert {(e["quality"], e["denoise"]) for e in golden} == {
+        (m.level, m.denoise) for m in ladders[1].levels()
+    }
 
 
 def test_today_encodes_the_golden_digits_to_the_same_codes(
