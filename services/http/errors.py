@@ -76,7 +76,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LatentwireError)
     async def _latentwire(_: Request, exc: LatentwireError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, OverloadedError) else None
+        headers = None
+        if isinstance(exc, OverloadedError):
+            # Closing the connection stops the rest of a refused upload at the client's next write,
+            # instead of the event loop reading (and discarding) megabytes it has already refused.
+            headers = {"Retry-After": str(exc.retry_after), "Connection": "close"}
         return json_error(status_of(exc), exc.code, exc.message, exc.hint, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -20,6 +20,12 @@ exact pre-images of the 8-bit rounding boundaries, logit((p + ½) / 255), giving
 ``round(255 · sigmoid(x))`` would give by comparisons only (an elementwise function is no
 safer than a matrix product: vectorized and scalar paths round differently).
 
+One layer is rewritten on the way, for speed: a stride-2 ``ConvTranspose2d`` to a single
+channel (the last layer of the image decoders) becomes the equivalent 3×3 ``Conv2d`` to four
+channels followed by ``PixelShuffle(2)`` (each output phase is a small convolution of the input;
+Shi et al. 2016). Same function, other float rounding (~1e-6); oneDNN computes it ~2.7× faster
+than its one-channel deconvolution, which took 40% of the decoder's time.
+
 What this promises: on one machine (one CPU kind and library build), a code decodes to the same
 pixels alone or in any batch, and an image encodes to the same latent. Across machines the
 float32 networks may differ in the last bits, so a latent can round differently there; the code
@@ -60,7 +66,7 @@ class InvariantRunner:
             if not layers or not isinstance(layers[-1], nn.Sigmoid):
                 raise ValueError("pixels=True needs a network that ends in a Sigmoid")
             layers = layers[:-1]
-        self.layers = layers
+        self.layers = [_faster(layer) for layer in layers]
         self.pixels = pixels
         self._boundaries = _pixel_boundaries()
 
@@ -81,3 +87,44 @@ class InvariantRunner:
             # bucketize(right=True) counts the boundaries ≤ x: exactly the rounded 8-bit value.
             return torch.bucketize(block, self._boundaries, right=True).to(torch.uint8)
         return block
+
+
+def _faster(layer: nn.Module) -> nn.Module:
+    """``layer``, or an equivalent that runs faster here (see the module docstring)."""
+    if (
+        isinstance(layer, nn.ConvTranspose2d)
+        and layer.out_channels == 1
+        and layer.stride == (2, 2)
+        and layer.output_padding == (1, 1)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+        and layer.kernel_size[0] == layer.kernel_size[1] == 2 * layer.padding[0] + 1
+        and layer.padding[0] == layer.padding[1] <= 2
+    ):
+        return _subpixel(layer)
+    return layer
+
+
+def _subpixel(layer: nn.ConvTranspose2d) -> nn.Sequential:
+    """A stride-2 transposed convolution as a 3×3 convolution to 4× the channels + PixelShuffle(2).
+
+    Output pixel (2m + a, 2n + b) sums input pixels (m + t − 1, n + s − 1) for t, s ∈ {0, 1, 2}
+    with the transposed kernel's tap (a + p + 2 − 2t, b + p + 2 − 2s), where that tap exists.
+    """
+    k, p = layer.kernel_size[0], layer.padding[0]
+    weight = layer.weight.detach()  # (in, out, k, k)
+    out = layer.out_channels
+    conv = nn.Conv2d(layer.in_channels, 4 * out, 3, padding=1, bias=layer.bias is not None)
+    taps = torch.zeros(4 * out, layer.in_channels, 3, 3, dtype=weight.dtype)
+    for a in (0, 1):
+        for b in (0, 1):
+            for t in range(3):
+                for s in range(3):
+                    u, v = a + p + 2 - 2 * t, b + p + 2 - 2 * s
+                    if 0 <= u < k and 0 <= v < k:
+                        taps[2 * a + b :: 4, :, t, s] = weight[:, :, u, v].t()
+    with torch.no_grad():
+        conv.weight.copy_(taps)
+        if layer.bias is not None:
+            conv.bias.copy_(layer.bias.detach().repeat_interleave(4))  # type: ignore[union-attr]
+    return nn.Sequential(conv, nn.PixelShuffle(2)).to(weight.dtype).eval()

@@ -199,6 +199,7 @@ async def test_admission_and_body_budget_refuse_in_process(
             response = await client.post("/encode", content=png_bytes(digits[0]), headers=PNG)
             assert_error(response, 503, "overloaded")
             assert response.headers["retry-after"] == "1"
+            assert response.headers["connection"] == "close"  # the rest of a refused upload stops
         assert (await client.post("/encode", content=png_bytes(digits[0]), headers=PNG)).status_code == 200
         app.state.body_budget.held = app.state.body_budget.total  # bodies in flight fill the budget
         response = await client.post("/encode", content=png_bytes(digits[0]), headers=PNG)
