@@ -17,7 +17,7 @@ from latentwire.errors import LatentwireError
 from latentwire.ladder import Ladder, describe
 from latentwire_http.batching import MicroBatcher
 from latentwire_http.errors import install_error_handlers
-from latentwire_http.server import configure_threads, run_app
+from latentwire_http.server import configure_threads, run_app, settle_garbage_collector
 from latentwire_http.settings import ServiceSettings
 
 __all__ = ["create_service_app", "health_router", "serve"]
@@ -54,6 +54,7 @@ def create_service_app(
         app.state.batcher.start()
         if on_startup is not None:
             on_startup(app)
+        settle_garbage_collector()
         log.info("%s ready: %s", title, describe(app.state.ladder))
         try:
             yield
