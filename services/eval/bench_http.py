@@ -145,30 +145,25 @@ class Service:
             self.proc.wait(timeout=10)
 
 
-def sender(workdir: Path, models: Path | None) -> Service:
+def _service(name: str, checkpoint_flag: str, workdir: Path, models: Path | None) -> Service:
     port = free_port()
     argv = [
-        *console_script("latentwire-sender", "latentwire_sender.main"),
+        *console_script(f"latentwire-{name}", f"latentwire_{name}.main"),
         "--host",
         HOST,
         "--port",
         str(port),
     ]
-    argv += ["--encoder", str(models)] if models is not None else []
-    return Service("sender", argv, port, workdir / "sender.log")
+    argv += [checkpoint_flag, str(models)] if models is not None else []
+    return Service(name, argv, port, workdir / f"{name}.log")
+
+
+def sender(workdir: Path, models: Path | None) -> Service:
+    return _service("sender", "--encoder", workdir, models)
 
 
 def receiver(workdir: Path, models: Path | None) -> Service:
-    port = free_port()
-    argv = [
-        *console_script("latentwire-receiver", "latentwire_receiver.main"),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-    ]
-    argv += ["--decoder", str(models)] if models is not None else []
-    return Service("receiver", argv, port, workdir / "receiver.log")
+    return _service("receiver", "--decoder", workdir, models)
 
 
 def echo(workdir: Path) -> Service:

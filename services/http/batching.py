@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from latentwire_http.errors import OverloadedError
+from latentwire_http.settings import ServiceSettings
 
 __all__ = ["Admission", "MicroBatcher"]
 
@@ -78,6 +79,19 @@ class MicroBatcher(Generic[In, Out]):
         self._unanswered: set[asyncio.Future[list[Out | Exception]]] = set()
         self.batches = 0  # forward passes so far (for logs, tests and the benchmark)
         self.items = 0
+
+    @classmethod
+    def from_settings(
+        cls, process: Callable[[list[In]], Sequence[Out | Exception]], settings: ServiceSettings, *, name: str
+    ) -> MicroBatcher[In, Out]:
+        """A batcher sized by a service's ``batch_size``, ``batch_wait_ms`` and ``max_pending``."""
+        return cls(
+            process,
+            max_batch=settings.batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            max_pending=settings.max_pending,
+            name=name,
+        )
 
     # ------------------------------------------------------------------ admission
 

@@ -33,13 +33,7 @@ def decode_batch(items: list[DecodeItem]) -> list[bytes | Exception]:
 
 
 def make_batcher(settings: ReceiverSettings) -> DecodeBatcher:
-    return MicroBatcher(
-        decode_batch,
-        max_batch=settings.batch_size,
-        max_wait_s=settings.batch_wait_ms / 1000,
-        max_pending=settings.max_pending,
-        name="decoder",
-    )
+    return MicroBatcher.from_settings(decode_batch, settings, name="decoder")
 
 
 def create_app(settings: ReceiverSettings | None = None, *, ladder: DecoderLadder | None = None) -> FastAPI:

@@ -32,13 +32,7 @@ def encode_batch(items: list[EncodeItem]) -> list[bytes | Exception]:
 
 
 def make_batcher(settings: SenderSettings) -> EncodeBatcher:
-    return MicroBatcher(
-        encode_batch,
-        max_batch=settings.batch_size,
-        max_wait_s=settings.batch_wait_ms / 1000,
-        max_pending=settings.max_pending,
-        name="encoder",
-    )
+    return MicroBatcher.from_settings(encode_batch, settings, name="encoder")
 
 
 def create_app(settings: SenderSettings | None = None, *, ladder: EncoderLadder | None = None) -> FastAPI:

@@ -91,27 +91,29 @@ class InvariantRunner:
 
 def _faster(layer: nn.Module) -> nn.Module:
     """``layer``, or an equivalent that runs faster here (see the module docstring)."""
+    if not isinstance(layer, nn.ConvTranspose2d) or isinstance(layer.padding, str):
+        return layer
+    pad, kernel = layer.padding, layer.kernel_size
     if (
-        isinstance(layer, nn.ConvTranspose2d)
-        and layer.out_channels == 1
+        layer.out_channels == 1
         and layer.stride == (2, 2)
         and layer.output_padding == (1, 1)
         and layer.dilation == (1, 1)
         and layer.groups == 1
-        and layer.kernel_size[0] == layer.kernel_size[1] == 2 * layer.padding[0] + 1
-        and layer.padding[0] == layer.padding[1] <= 2
+        and pad[0] == pad[1] <= 2
+        and kernel[0] == kernel[1] == 2 * pad[0] + 1
     ):
-        return _subpixel(layer)
+        return _subpixel(layer, kernel=kernel[0], padding=pad[0])
     return layer
 
 
-def _subpixel(layer: nn.ConvTranspose2d) -> nn.Sequential:
+def _subpixel(layer: nn.ConvTranspose2d, *, kernel: int, padding: int) -> nn.Sequential:
     """A stride-2 transposed convolution as a 3×3 convolution to 4× the channels + PixelShuffle(2).
 
     Output pixel (2m + a, 2n + b) sums input pixels (m + t − 1, n + s − 1) for t, s ∈ {0, 1, 2}
     with the transposed kernel's tap (a + p + 2 − 2t, b + p + 2 − 2s), where that tap exists.
     """
-    k, p = layer.kernel_size[0], layer.padding[0]
+    k, p = kernel, padding
     weight = layer.weight.detach()  # (in, out, k, k)
     out = layer.out_channels
     conv = nn.Conv2d(layer.in_channels, 4 * out, 3, padding=1, bias=layer.bias is not None)
