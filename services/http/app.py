@@ -1,5 +1,12 @@
 """A service's ASGI app: health routes, the error mapping, and the lifespan that loads the
-models and starts the micro-batcher; and ``serve``, which loads before it binds the port."""
+models and starts the micro-batcher; and ``serve``, which loads before it binds the port.
+
+Every app also gets the operations layer: ``GET /metrics`` (``latentwire_http.metrics``), a
+request id and one log line per request (``latentwire_http.observability``) and, when keys are
+configured, API keys (``latentwire_http.auth``). Both are pure ASGI middlewares::
+
+    ServerErrorMiddleware → ObservabilityMiddleware → ApiKeyMiddleware (keys only) → routes
+"""
 
 from __future__ import annotations
 
@@ -15,8 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from latentwire import __version__
 from latentwire.errors import LatentwireError
 from latentwire.ladder import Ladder, describe
+from latentwire_http.auth import OPEN_PATHS, ApiKeyMiddleware, KeyRing, is_loopback
 from latentwire_http.batching import MicroBatcher
 from latentwire_http.errors import install_error_handlers
+from latentwire_http.metrics import ServiceMetrics, instrument_batcher, metrics_router, route_templates
+from latentwire_http.observability import ObservabilityMiddleware, configure_logging
 from latentwire_http.server import configure_threads, run_app, settle_garbage_collector
 from latentwire_http.settings import ServiceSettings
 
@@ -43,19 +53,31 @@ def create_service_app(
     Without ``ladder``, ``load()`` runs at startup (``/readyz`` answers 200 once it has).
     ``batcher(ladder)`` makes the micro-batcher, started with the app and stopped after the
     last in-flight request (uvicorn drains them first on SIGTERM). ``on_startup(app)`` adds what
-    else a service keeps in ``app.state`` (it runs in the event loop).
+    else a service keeps in ``app.state`` (it runs in the event loop). ``app.state.metrics``
+    holds the app's metrics (its own registry).
     """
+    keys = settings.api_key_values()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.ladder is None:
             app.state.ladder = await run_in_threadpool(load)
         app.state.batcher = batcher(app.state.ladder)
+        instrument_batcher(app.state.batcher, app.state.metrics)
         app.state.batcher.start()
         if on_startup is not None:
             on_startup(app)
         settle_garbage_collector()
         log.info("%s ready: %s", title, describe(app.state.ladder))
+        if keys:
+            log.info("%s: API keys required (%d configured)", title, len(keys))
+        elif not is_loopback(settings.host):
+            log.warning(
+                "%s is bound to %s without API keys: anyone who can reach it can use it"
+                " (set LATENTWIRE_API_KEYS or LATENTWIRE_API_KEYS_FILE, or bind 127.0.0.1)",
+                title,
+                settings.host,
+            )
         try:
             yield
         finally:
@@ -65,17 +87,37 @@ def create_service_app(
     app.state.settings = settings
     app.state.ladder = ladder
     app.state.batcher = None
+    app.state.metrics = ServiceMetrics(app, service=_service_name(settings, title))
     install_error_handlers(app)
-    app.include_router(health_router())
-    for router in routers:
+    own = [health_router(), metrics_router(), *routers]
+    for router in own:
         app.include_router(router)
+    # Added last, outermost: every answer (a 401 too) gets a request id, a log line and metrics.
+    if keys:
+        open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_open else OPEN_PATHS
+        app.add_middleware(ApiKeyMiddleware, keys=KeyRing(keys), open_paths=open_paths)
+    templates = route_templates([*app.router.routes, *(route for router in own for route in router.routes)])
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=app.state.metrics,
+        log_format=settings.log_format,
+        access_log_enabled=settings.access_log,
+        templates=templates,
+    )
     return app
+
+
+def _service_name(settings: ServiceSettings, title: str) -> str:
+    """``sender`` for ``LATENTWIRE_SENDER_`` settings; else the title's last word."""
+    prefix = type(settings).service_prefix.removeprefix("LATENTWIRE_").rstrip("_").lower()
+    return prefix or title.split()[-1].lower()
 
 
 def serve(
     *, half: str, settings: ServiceSettings, load: Callable[[], LadderT], app: Callable[[LadderT], FastAPI]
 ) -> int:
     """Load the models before binding the port (a bad checkpoint fails fast and clearly), then serve."""
+    configure_logging(settings.log_format, settings.log_level)
     configure_threads(settings.torch_threads)
     try:
         ladder = load()
@@ -88,6 +130,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         graceful_timeout_s=settings.graceful_timeout_s,
+        log_format=settings.log_format,
     )
     return 0
 

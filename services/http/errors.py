@@ -26,6 +26,7 @@ from latentwire.errors import (
     TooLargeError,
     UnsupportedMediaError,
 )
+from latentwire_http.metrics import count_rejection
 
 __all__ = ["STATUS", "OverloadedError", "install_error_handlers", "json_error", "status_of"]
 
@@ -75,9 +76,10 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map the error tree (and FastAPI's own errors) onto the one JSON error shape."""
 
     @app.exception_handler(LatentwireError)
-    async def _latentwire(_: Request, exc: LatentwireError) -> JSONResponse:
+    async def _latentwire(request: Request, exc: LatentwireError) -> JSONResponse:
         headers = None
         if isinstance(exc, OverloadedError):
+            count_rejection(request)
             # Closing the connection stops the rest of a refused upload at the client's next write,
             # instead of the event loop reading (and discarding) megabytes it has already refused.
             headers = {"Retry-After": str(exc.retry_after), "Connection": "close"}

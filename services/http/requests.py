@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 
 from fastapi import Request
 
 from latentwire.errors import BadCodeError, BadRequestError, TooLargeError
 
-__all__ = ["b64url_decode", "b64url_encode", "media_type", "read_body", "wants_octet_stream"]
+__all__ = [
+    "B64URL_PATTERN",
+    "CODE_FORMAT",
+    "b64url_decode",
+    "b64url_encode",
+    "form_field_bytes",
+    "media_type",
+    "read_body",
+    "wants_octet_stream",
+]
+
+#: What ``b64url_decode`` reads: base64url of whole bytes (a length of 1 mod 4 is none), padding optional.
+B64URL_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}(?:==)?|[A-Za-z0-9_-]{3}=?)?$"
+#: The OpenAPI ``format`` of a code string: a code as /encode made it, base64url.
+CODE_FORMAT = "latentwire-code"
 
 
 def media_type(request: Request) -> str:
@@ -65,3 +80,29 @@ def b64url_decode(text: str) -> bytes:
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadCodeError(f"the code is not valid base64url: {exc}") from exc
+
+
+def form_field_bytes(request: Request, text: str) -> bytes:
+    """The bytes of a multipart part that starlette read as a text field (a part without a filename).
+
+    Starlette decodes such a part with the body's charset (``charset=`` of its Content-Type,
+    default UTF-8), falling back to Latin-1 where that fails; this undoes whichever it did, so a
+    binary part sent without a filename (RFC 7578 makes it optional) arrives byte for byte.
+    """
+    charset = "utf-8"
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"') or charset
+    try:
+        charset = codecs.lookup(charset).name
+    except LookupError:
+        charset = "latin-1"
+    try:
+        raw = text.encode("latin-1")
+        raw.decode(charset)
+    except UnicodeEncodeError:  # characters over U+00FF: it was decoded with the charset
+        return text.encode(charset)
+    except UnicodeDecodeError:  # not valid in the charset: starlette fell back to Latin-1
+        return raw
+    return text.encode(charset)

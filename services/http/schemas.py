@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -9,7 +10,18 @@ from pydantic import BaseModel, Field
 from latentwire.codec import ModelHalf
 from latentwire.ladder import Ladder
 
-__all__ = ["ERROR_RESPONSES", "ErrorBody", "LevelInfo", "ModelInfo", "model_info"]
+__all__ = [
+    "BINARY",
+    "ERROR_RESPONSES",
+    "ErrorBody",
+    "LevelInfo",
+    "ModelInfo",
+    "error_responses",
+    "model_info",
+]
+
+#: The schema of a raw body or a multipart file: bytes.
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 
 
 class ErrorBody(BaseModel):
@@ -49,17 +61,43 @@ class ModelInfo(BaseModel):
     levels: list[LevelInfo]
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
-        400: "malformed request",
-        409: "code from another model",
-        413: "too large",
-        415: "unsupported content type",
-        422: "not an image / bad code",
-        503: "overloaded: retry after the Retry-After header's seconds",
-    }.items()
+#: What each status means when a route does not say more.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "malformed request",
+    409: "code from another model",
+    413: "too large",
+    415: "unsupported content type",
+    422: "not an image / bad code",
+    503: "overloaded: retry after the Retry-After header's seconds",
 }
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
+def error_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route's refusals: status → what it means there, with ``ErrorBody``.
+
+    A route lists exactly the statuses it can answer; a 503 also documents its Retry-After header.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, text in descriptions.items():
+        if status not in ERROR_DESCRIPTIONS:
+            raise ValueError(f"not an error status of these services: {status}")
+        response: dict[str, Any] = {"model": ErrorBody, "description": text}
+        if status == 503:
+            response["headers"] = _RETRY_AFTER
+        responses[status] = response
+    return responses
+
+
+#: Every refusal status with a generic description (kept for callers that need no more).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(ERROR_DESCRIPTIONS)
 
 
 def model_info(ladder: Ladder[Any], *, half: str, default_quality: int | None) -> ModelInfo:

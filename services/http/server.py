@@ -43,14 +43,18 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(10_000, older, oldest)
 
 
-def uvicorn_options(*, log_level: str = "info", graceful_timeout_s: float = 10.0) -> dict[str, Any]:
+def uvicorn_options(
+    *, log_level: str = "info", graceful_timeout_s: float = 10.0, log_format: str = "text"
+) -> dict[str, Any]:
     """uvicorn settings shared by the services and by latentwire-bench's echo baseline.
 
     "auto" picks uvloop and httptools when installed (the ``serve`` extra installs both). No
-    access log: one line per request costs ~10% of a small request's time; the services log
-    errors and startup instead.
+    uvicorn access log: the services log one line per request themselves
+    (``latentwire_http.observability``), with the request id, route and level. With
+    ``log_format="json"`` uvicorn configures no handlers of its own: its lines go to the root
+    logger, which ``configure_logging`` made JSON.
     """
-    return {
+    options: dict[str, Any] = {
         "loop": "auto",
         "http": "auto",
         "access_log": False,
@@ -58,15 +62,24 @@ def uvicorn_options(*, log_level: str = "info", graceful_timeout_s: float = 10.0
         "timeout_graceful_shutdown": graceful_timeout_s,
         "server_header": False,
     }
+    if log_format == "json":
+        options["log_config"] = None
+    return options
 
 
 def run_app(
-    app: Any, *, host: str, port: int, log_level: str = "info", graceful_timeout_s: float = 10.0
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    graceful_timeout_s: float = 10.0,
+    log_format: str = "text",
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (in-flight requests get ``graceful_timeout_s`` to finish)."""
     uvicorn.run(
         app,
         host=host,
         port=port,
-        **uvicorn_options(log_level=log_level, graceful_timeout_s=graceful_timeout_s),
+        **uvicorn_options(log_level=log_level, graceful_timeout_s=graceful_timeout_s, log_format=log_format),
     )

@@ -9,9 +9,10 @@ An empty variable counts as unset.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -47,6 +48,24 @@ class ServiceSettings(BaseSettings):
     #: Seconds in-flight requests get to finish after SIGTERM.
     graceful_timeout_s: float = Field(default=10.0, ge=0.0)
     log_level: str = "info"
+    #: ``text`` (readable lines) or ``json`` (one JSON object per line, every logger's lines).
+    log_format: Literal["text", "json"] = "text"
+    #: One log line per request (id, method, route, status, latency, bytes, level).
+    access_log: bool = True
+    # Access control (latentwire_http.auth): off unless a key is configured. Every route but
+    # /healthz, /readyz (and /metrics while ``metrics_open``) then needs one of the keys, as
+    # ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are never logged.
+    #: Comma-separated API keys.
+    api_keys: SecretStr | None = None
+    #: A file of API keys, one per line (blank lines and lines starting with ``#`` ignored).
+    api_keys_file: Path | None = None
+    #: /metrics answers without a key (a scraper inside the deployment needs none).
+    metrics_open: bool = True
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> ServiceSettings:
@@ -56,6 +75,30 @@ class ServiceSettings(BaseSettings):
                 " a full batch request could never be admitted"
             )
         return self
+
+    @model_validator(mode="after")
+    def _key_file_readable(self) -> ServiceSettings:
+        if self.api_keys_file is not None:
+            self.api_key_values()  # a missing, unreadable or empty key file fails at startup
+        return self
+
+    def api_key_values(self) -> list[str]:
+        """The configured API keys: ``api_keys`` and ``api_keys_file`` together (empty: no access control).
+
+        A key file that holds no key is an error rather than silently open access.
+        """
+        keys = [k.strip() for k in (self.api_keys.get_secret_value() if self.api_keys else "").split(",")]
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                problem = f"api_keys_file {self.api_keys_file}: cannot read it ({exc.strerror})"
+                raise ValueError(problem) from None
+            from_file = [line.strip() for line in lines if not line.strip().startswith("#")]
+            if not any(from_file):
+                raise ValueError(f"api_keys_file {self.api_keys_file} holds no key (one per line)")
+            keys += from_file
+        return list(dict.fromkeys(k for k in keys if k))
 
     @classmethod
     def settings_customise_sources(

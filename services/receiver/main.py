@@ -19,7 +19,7 @@ from latentwire.preprocess import png_bytes
 from latentwire_http.app import create_service_app, serve
 from latentwire_http.batching import MicroBatcher
 from latentwire_receiver.deps import DecodeBatcher, DecodeItem
-from latentwire_receiver.routes import router
+from latentwire_receiver.routes import build_router
 from latentwire_receiver.settings import ReceiverSettings
 
 
@@ -42,7 +42,7 @@ def create_app(settings: ReceiverSettings | None = None, *, ladder: DecoderLadde
     return create_service_app(
         title="latentwire receiver",
         description="Decodes codes back into 28×28 digit PNGs. Holds decoder halves only.",
-        routers=[router],
+        routers=[build_router(resolved)],
         settings=resolved,
         ladder=ladder,
         load=lambda: DecoderLadder.load(resolved.decoder),
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--decoder", type=Path, help="ladder or checkpoint directory, or file (env LATENTWIRE_DECODER)"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines: readable text or one JSON object per line "
+        "(env LATENTWIRE_RECEIVER_LOG_FORMAT or LATENTWIRE_LOG_FORMAT, default text)",
     )
     return p
 

@@ -18,7 +18,7 @@ from latentwire.ladder import EncoderLadder, compress_each
 from latentwire_http.app import create_service_app, serve
 from latentwire_http.batching import MicroBatcher
 from latentwire_sender.deps import EncodeBatcher, EncodeItem
-from latentwire_sender.routes import router, startup
+from latentwire_sender.routes import build_router, startup
 from latentwire_sender.settings import SenderSettings
 
 
@@ -41,7 +41,7 @@ def create_app(settings: SenderSettings | None = None, *, ladder: EncoderLadder 
     return create_service_app(
         title="latentwire sender",
         description="Encodes digit images into compact codes. Holds encoder halves only.",
-        routers=[router],
+        routers=[build_router(resolved, ladder)],
         settings=resolved,
         ladder=ladder,
         load=lambda: load_ladder(resolved),
@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--default-quality", type=int, help="level without ?quality= (env LATENTWIRE_DEFAULT_QUALITY)"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="log lines: readable text or one JSON object per line "
+        "(env LATENTWIRE_SENDER_LOG_FORMAT or LATENTWIRE_LOG_FORMAT, default text)",
     )
     return p
 

@@ -2,7 +2,9 @@
 
 Every code starts with one byte whose top three bits are the format version; a reader looks
 at those bits first and refuses versions it does not know (``UnsupportedVersionError``), so
-later formats can change everything after that byte. Versions 0 and 7 are reserved.
+later formats can change everything after that byte. Versions 0 and 7 are reserved. This
+build writes v1 (the 8-bit ``seed`` model) and v3 (the entropy-coded ladder), and reads both;
+it refuses v2 (see below).
 
 Format v1 (all integers big-endian)::
 
@@ -18,33 +20,53 @@ anything: the version, the minimum length, that the length field matches the cod
 exactly (truncated codes and trailing bytes are refused), the CRC (corruption), and last the
 model id (a well-formed code from another model, ``ForeignModelError``).
 
-Format v2 (entropy-coded models of the quality ladder), two bytes of framing::
+Format v3 (entropy-coded models of the quality ladder), two bytes of framing::
 
     offset  size  field
-    0       1     bits 7..5: version 2; bit 4: denoising variant; bits 3..0: quality level 1..15
-    1       1     check: the low byte of CRC-32(model id ‖ byte 0 ‖ payload)
+    0       1     bits 7..5: version 3; bit 4: denoising variant; bits 3..0: quality level 1..15
+    1       1     check: BLAKE2b(byte 0 ‖ payload; key = model id, digest_size = 1,
+                         person = b"latentwire code")
     2       L     payload: the arithmetic-coded latent (L = code length − 2; may be 0)
 
 The level byte says which decoder of the receiver's ladder made the code; the check, keyed by
-that decoder's model id, catches a corrupted code and a code from another model in one field
-(255 times in 256; the arithmetic decoder's own check catches most of the rest).
+that decoder's model id (its 8 bytes), covers byte 0 and the payload, whose length BLAKE2
+commits to. A keyed hash is no linear function of its input, so every kind of damage — a
+relabelled level or variant, a truncated or extended code, changed bits, a code from another
+model — passes it 1 time in 256, whatever the payload's length; the arithmetic decoder, which
+accepts only the exact encoding of what it decoded, refuses most of the rest. (Integrity, not
+authenticity: model ids are public, so anyone can make a code that passes.) The reader checks,
+in this order: the version; at least 2 bytes; level ≠ 0; that the ladder serves that level
+(``ForeignModelError``); that L is at most the model's longest possible payload (a bound from
+its coding tables, before anything is hashed or decoded); the check; the arithmetic decoder.
+
+Format v2 (the same layout with version 2, but the check was the low byte of CRC-32(model id ‖
+byte 0 ‖ payload)) is refused with ``UnsupportedVersionError``: CRC is linear, so whether a
+flip of the level or variant bits was caught depended on the payload's length alone — at 11
+bytes never, which turned a q3 code into a q3-denoise code that decoded into another digit.
 
 Batch containers (``application/x-latentwire-batch``), for many codes in one body::
 
-    container v1 (any codes)               container v2 (v2 codes of one model)
+    container v1 (any codes)               container v3 (v3 codes of one model)
     0  2  b"LB"                            0  2  b"LB"
-    2  1  1                                2  1  2
-    3  …  per code: LEB128 length, code    3  1  the codes' shared byte 0 (version, variant, level)
-                                           4  4  CRC-32(model id ‖ every other byte of the container)
-                                           8  …  per code: LEB128 length, payload
+    2  1  1                                2  1  the codes' shared byte 0 (0x61 … 0x7F: its version
+    3  …  per code: LEB128 length, code             bits, 3, say container v3; variant, level)
+                                           3  4  tag: BLAKE2b(bytes 0..2 ‖ bytes 7..end; key =
+                                                 model id, digest_size = 4,
+                                                 person = b"latentwire batch")
+                                           7  …  per code: LEB128 length, payload
 
-In container v2 the codes share one header and one check: 1 + 8/N bytes of framing per code.
+In container v3 the codes share one 7-byte header with a 32-bit tag: 1 + 7/N bytes of framing
+per code (payloads are under 128 bytes), under 1.5 from 15 codes up. Its codes cannot be
+relabelled one by one: they have no byte 0 of their own. The reader checks the tag before it
+splits anything, then rebuilds each standalone v3 code (which the receiver opens like any
+other). Container v2 (b"LB\x02", CRC-32 tag, v2 codes) is refused like v2 codes.
 
-See docs/bitstream.md for the same, with examples.
+See docs/bitstream.md for the same, with examples and measured acceptance rates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from collections.abc import Callable
@@ -56,25 +78,32 @@ __all__ = [
     "BATCH_MEDIA_TYPE",
     "FORMAT_V1",
     "FORMAT_V2",
+    "FORMAT_V3",
     "MAX_LEVEL",
     "MODEL_ID_BYTES",
+    "READ_VERSIONS_HINT",
     "CodeHeader",
     "model_id_bytes",
     "pack_batch",
-    "pack_batch_v2",
+    "pack_batch_v3",
     "pack_v1",
-    "pack_v2",
+    "pack_v3",
     "read_header",
     "unpack_batch",
     "unpack_v1",
-    "unpack_v2",
+    "unpack_v3",
+    "v3_check",
 ]
 
 FORMAT_V1 = 1
-FORMAT_V2 = 2
+FORMAT_V2 = 2  # no longer read (see the module docstring); the number stays taken
+FORMAT_V3 = 3
 MAX_LEVEL = 15
 MODEL_ID_BYTES = 8
 BATCH_MEDIA_TYPE = "application/x-latentwire-batch"
+READ_VERSIONS_HINT = (
+    "this receiver reads code format versions 1 and 3; re-encode the digit with a current sender"
+)
 
 _VERSION_SHIFT = 5
 _V1_HEADER = struct.Struct(">B8sH")  # version byte, model id, payload length
@@ -82,21 +111,29 @@ _CRC = struct.Struct(">I")
 _V1_OVERHEAD = _V1_HEADER.size + _CRC.size  # 15 bytes
 _BATCH_MAGIC = b"LB\x01"
 _BATCH_V2_MAGIC = b"LB\x02"
+_BATCH_HEADER = 7  # container v3: magic, the codes' byte 0, 4-byte tag
+_BATCH_V2_HEADER = 8  # container v2: magic, version 2, byte 0, CRC-32
+_TAG_BYTES = 4
+_CODE_PERSON = b"latentwire code"
+_BATCH_PERSON = b"latentwire batch"
 _DENOISE_BIT = 0x10
 _LEVEL_MASK = 0x0F
+_V2_REFUSED = (
+    "code format v2 is no longer read: it could not tell relabelled codes apart; re-encode with this sender"
+)
 
 
 class CodeHeader(NamedTuple):
     """What a code's first bytes say about who can decode it."""
 
     version: int
-    level: int = 0  # v2: quality level 1..15
-    denoise: bool = False  # v2: made by the denoising variant
+    level: int = 0  # v3: quality level 1..15
+    denoise: bool = False  # v3: made by the denoising variant
     model_id: str = ""  # v1: the model id the code carries
 
 
 def model_id_bytes(model_id: str) -> bytes:
-    """A model id's 16 hex digits as the 8 bytes a code carries."""
+    """A model id's 16 hex digits as the 8 bytes a code carries (v1) or is keyed by (v3)."""
     if len(model_id) != 2 * MODEL_ID_BYTES or any(c not in "0123456789abcdef" for c in model_id):
         raise ValueError(f"a model id is 16 lower-case hex digits, got {model_id!r}")
     return bytes.fromhex(model_id)
@@ -141,7 +178,10 @@ def unpack_v1(code: bytes, *, model_id: str) -> bytes:
 
 
 def read_header(code: bytes) -> CodeHeader:
-    """The version and routing fields of a code, checked as far as they go without a model."""
+    """The version and routing fields of a code, checked as far as they go without a model.
+
+    Refuses v2 codes (``UnsupportedVersionError``): their check could not tell relabelled codes apart.
+    """
     if not code:
         raise BadCodeError("the code is empty")
     version = code[0] >> _VERSION_SHIFT
@@ -151,42 +191,64 @@ def read_header(code: bytes) -> CodeHeader:
                 f"the code is truncated: {len(code)} bytes, a v1 code has at least {_V1_OVERHEAD}"
             )
         return CodeHeader(version=1, model_id=code[1 : 1 + MODEL_ID_BYTES].hex())
-    if version == FORMAT_V2:
+    if version == FORMAT_V3:
         if len(code) < 2:
-            raise BadCodeError("the code is truncated: a v2 code has at least 2 bytes")
+            raise BadCodeError("the code is truncated: a v3 code has at least 2 bytes")
         level = code[0] & _LEVEL_MASK
         if level == 0:
             raise BadCodeError("level 0 is not a quality level: the code is corrupted")
-        return CodeHeader(version=2, level=level, denoise=bool(code[0] & _DENOISE_BIT))
-    raise UnsupportedVersionError(f"code format version {version} is not supported")
+        return CodeHeader(version=FORMAT_V3, level=level, denoise=bool(code[0] & _DENOISE_BIT))
+    if version == FORMAT_V2:
+        raise UnsupportedVersionError(_V2_REFUSED, hint=READ_VERSIONS_HINT)
+    raise UnsupportedVersionError(f"code format version {version} is not supported", hint=READ_VERSIONS_HINT)
 
 
-def _v2_first_byte(level: int, denoise: bool) -> int:
+def _v3_first_byte(level: int, denoise: bool) -> int:
     if not 1 <= level <= MAX_LEVEL:
-        raise ValueError(f"a v2 level is 1 … {MAX_LEVEL}, got {level}")
-    return FORMAT_V2 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level
+        raise ValueError(f"a v3 level is 1 … {MAX_LEVEL}, got {level}")
+    return FORMAT_V3 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level
 
 
-def _keyed_crc(model_id: str, *parts: bytes) -> int:
-    crc = zlib.crc32(model_id_bytes(model_id))
-    for part in parts:
-        crc = zlib.crc32(part, crc)
-    return crc
+def v3_check(model_id: str, first: int, payload: bytes) -> int:
+    """Byte 1 of a v3 code: BLAKE2b(byte 0 ‖ payload), keyed by the model id, 1-byte digest.
+
+    >>> v3_check("0123456789abcdef", 0x63, b"\\xab\\xcd")
+    211
+    """
+    digest = hashlib.blake2b(
+        bytes([first]) + payload, key=model_id_bytes(model_id), digest_size=1, person=_CODE_PERSON
+    )
+    return digest.digest()[0]
 
 
-def pack_v2(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
-    """Frame an entropy-coded ``payload`` as a v2 code of ``model_id`` at ``level``."""
-    first = bytes([_v2_first_byte(level, denoise)])
-    return first + bytes([_keyed_crc(model_id, first, payload) & 0xFF]) + payload
+def _batch_tag(model_id: str, head: bytes, body: bytes) -> bytes:
+    digest = hashlib.blake2b(key=model_id_bytes(model_id), digest_size=_TAG_BYTES, person=_BATCH_PERSON)
+    digest.update(head)
+    digest.update(body)
+    return digest.digest()
 
 
-def unpack_v2(code: bytes, *, model_id: str) -> bytes:
-    """The payload of a v2 code, once its check matches ``model_id``."""
+def pack_v3(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
+    """Frame an entropy-coded ``payload`` as a v3 code of ``model_id`` at ``level``."""
+    first = _v3_first_byte(level, denoise)
+    return bytes([first, v3_check(model_id, first, payload)]) + payload
+
+
+def unpack_v3(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
+    """The payload of a v3 code, once its length is within ``max_payload`` and its check matches.
+
+    The length is checked first, so an overlong code costs neither a hash nor a decode.
+    """
     header = read_header(code)
-    if header.version != FORMAT_V2:
-        raise BadCodeError(f"expected a v2 code, got version {header.version}")
+    if header.version != FORMAT_V3:
+        raise BadCodeError(f"expected a v3 code, got version {header.version}")
     payload = code[2:]
-    if _keyed_crc(model_id, code[:1], payload) & 0xFF != code[1]:
+    if max_payload is not None and len(payload) > max_payload:
+        raise BadCodeError(
+            f"the code's payload is {len(payload)} bytes, longer than any code of its model "
+            f"(at most {max_payload}): padded or corrupted"
+        )
+    if v3_check(model_id, code[0], payload) != code[1]:
         raise BadCodeError(
             "the code's check does not match: "
             "it was corrupted, or made by a model this receiver does not serve",
@@ -195,14 +257,14 @@ def unpack_v2(code: bytes, *, model_id: str) -> bytes:
     return payload
 
 
-def pack_batch_v2(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
-    """Payloads of one v2 model in a container sharing one header and one check."""
+def pack_batch_v3(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
+    """Payloads of one v3 model in a container sharing one header and one 4-byte tag."""
     body = bytearray()
     for payload in payloads:
         _write_varint(len(payload), body)
         body += payload
-    head = _BATCH_V2_MAGIC + bytes([_v2_first_byte(level, denoise)])
-    return head + _CRC.pack(_keyed_crc(model_id, head, bytes(body))) + bytes(body)
+    head = b"LB" + bytes([_v3_first_byte(level, denoise)])
+    return head + _batch_tag(model_id, head, bytes(body)) + bytes(body)
 
 
 def _write_varint(n: int, out: bytearray) -> None:
@@ -256,29 +318,39 @@ def _split(data: bytes, pos: int, *, max_codes: int) -> list[bytes]:
 
 
 def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bool], str]) -> list[bytes]:
-    """Split a batch container (v1 or v2) into standalone codes; refuse more than ``max_codes``.
+    """Split a batch container (v1 or v3) into standalone codes; refuse more than ``max_codes``.
 
-    ``model_id_for(level, denoise)`` names the model whose id keys a v2 container's check.
+    ``model_id_for(level, denoise)`` names the model whose id keys a v3 container's tag.
     """
     if data.startswith(_BATCH_MAGIC):
         return _split(data, len(_BATCH_MAGIC), max_codes=max_codes)
-    if not data.startswith(_BATCH_V2_MAGIC):
-        raise BadCodeError(
-            "not a latentwire batch container",
-            hint=f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' or b'LB\\x02' (see docs/bitstream.md)",
+    hint = (
+        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a v3 code's "
+        "byte 0 (container v3; see docs/bitstream.md)"
+    )
+    if len(data) < 3 or not data.startswith(b"LB"):
+        raise BadCodeError("not a latentwire batch container", hint=hint)
+    if data.startswith(_BATCH_V2_MAGIC):
+        if len(data) < _BATCH_V2_HEADER:
+            raise BadCodeError("the batch container is truncated inside its header")
+        raise UnsupportedVersionError(
+            "batch container v2 is no longer read: its v2 codes could not tell relabelled codes apart; "
+            "re-encode with this sender",
+            hint=READ_VERSIONS_HINT,
         )
-    if len(data) < 8:
+    if data[2] >> _VERSION_SHIFT != FORMAT_V3:
+        raise BadCodeError(
+            f"not a latentwire batch container: unknown container byte 0x{data[2]:02x}", hint=hint
+        )
+    if len(data) < _BATCH_HEADER:
         raise BadCodeError("the batch container is truncated inside its header")
-    header = read_header(data[3:4] + b"\x00")
-    if header.version != FORMAT_V2:
-        raise BadCodeError("a v2 batch container holds v2 codes only")
+    header = read_header(data[2:4])  # level 0 is refused
     model_id = model_id_for(header.level, header.denoise)
-    (crc,) = _CRC.unpack_from(data, 4)
-    if _keyed_crc(model_id, data[:4], data[8:]) != crc:
+    if _batch_tag(model_id, data[:3], data[_BATCH_HEADER:]) != data[3:_BATCH_HEADER]:
         raise BadCodeError(
             "the batch container's check does not match: "
             "corrupted, or made by a model this receiver does not serve"
         )
-    first = data[3:4]
-    payloads = _split(data, 8, max_codes=max_codes)
-    return [first + bytes([_keyed_crc(model_id, first, p) & 0xFF]) + p for p in payloads]
+    first = data[2]
+    payloads = _split(data, _BATCH_HEADER, max_codes=max_codes)
+    return [bytes([first, v3_check(model_id, first, p)]) + p for p in payloads]

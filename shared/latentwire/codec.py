@@ -2,17 +2,17 @@
 
 Two kinds of model, told apart by the ``codec`` entry of their checkpoints:
 
-``factorized`` (the quality ladder; code format v2)::
+``factorized`` (the quality ladder; code format v3)::
 
     sender (Compressor)                               receiver (Decompressor)
     uint8 (N, 28, 28) ÷ 255                           code: level byte, keyed check, payload
-      │ Encoder                                         │ bitstream.unpack_v2 (check vs model id)
-      ▼                                                 ▼
+      │ Encoder                                         │ bitstream.unpack_v3 (length ≤ bound,
+      ▼                                                 ▼   BLAKE2 check keyed by model id)
     latent (N, K) float ──round──► integers           arithmetic.decode with the same tables
       │ − offsets, clamped: symbols                     │ + offsets
       ▼                                                 ▼
     arithmetic.encode with the frozen integer        integers (N, K) ──► Decoder ──► uint8
-    CDF tables ──► payload ──► pack_v2 ─── wire ──►
+    CDF tables ──► payload ──► pack_v3 ─── wire ──►
 
 ``uniform8`` (the tutorial's ``seed`` network; code format v1): the non-negative latent
 (N, C, 7, 7) is quantized to 8 bits on [0, latent_max] and framed with a CRC and the model id.
@@ -25,6 +25,7 @@ from integer tables only, identical on every machine (docs/bitstream.md says wha
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,14 @@ from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, L
 from latentwire.inference import InvariantRunner
 from latentwire.nets import Decoder, Encoder
 
-__all__ = ["Compressor", "Decompressor", "ModelHalf", "UniformQuantizer", "fit_quantizer"]
+__all__ = [
+    "Compressor",
+    "Decompressor",
+    "ModelHalf",
+    "UniformQuantizer",
+    "fit_quantizer",
+    "max_payload_bytes",
+]
 
 IMAGE_SHAPE = (28, 28)
 _LEVELS = 255
@@ -81,6 +89,23 @@ def fit_quantizer(latents: torch.Tensor) -> UniformQuantizer:
 FACTORIZED = {"kind": "factorized", "precision": arithmetic.PRECISION}
 
 
+def max_payload_bytes(cdfs: Sequence[Sequence[int]]) -> int:
+    """The longest payload ``arithmetic.encode`` can give with these tables, over every message.
+
+    The coder emits the shortest bytes inside the final interval of width W (out of 2**bits,
+    bits = 16 per position with more than one symbol): a multiple of 2**shift lies in every
+    interval with W ≥ 2**shift, so it needs at most ⌈(bits − ⌊log2 W⌋) / 8⌉ bytes, and W is at
+    least the product of each position's smallest frequency. Any longer payload is not a code
+    of this model, and is refused before the arithmetic decoder runs.
+    """
+    bits, width = 0, 1
+    for cdf in cdfs:
+        if len(cdf) > 2:  # one-symbol positions code nothing
+            bits += arithmetic.PRECISION
+            width *= min(b - a for a, b in itertools.pairwise(cdf))
+    return (bits - width.bit_length() + 8) >> 3
+
+
 def check_images(images: np.ndarray) -> np.ndarray:
     if images.ndim == 2:
         images = images[None]
@@ -111,12 +136,15 @@ class ModelHalf:
         kind = meta.codec.get("kind")
         self.quantizer: UniformQuantizer | None = None
         self.tables: CdfTables | None = None
+        self.max_payload = 0  # the longest payload a code of this model can carry
         try:
             if kind == UniformQuantizer.kind:
                 self.quantizer = UniformQuantizer.from_dict(meta.codec)
+                self.max_payload = int(np.prod(meta.build_preset().latent_shape))
             elif kind == FACTORIZED["kind"] and meta.codec.get("precision") == arithmetic.PRECISION:
                 self.tables = CdfTables.from_tensors(tables)
                 self._rows = arithmetic.prepare(self.tables.rows())  # laid out once: ~2x faster coding
+                self.max_payload = max_payload_bytes(self._rows.cdfs)
             else:
                 raise BadCheckpointError(
                     f"unknown codec {meta.codec!r}; this build knows uniform8 and factorized"
@@ -136,7 +164,7 @@ class ModelHalf:
 
     @property
     def format_version(self) -> int:
-        return bitstream.FORMAT_V1 if self.quantizer is not None else bitstream.FORMAT_V2
+        return bitstream.FORMAT_V1 if self.quantizer is not None else bitstream.FORMAT_V3
 
     @property
     def level(self) -> int:
@@ -184,7 +212,7 @@ class Compressor(ModelHalf):
     def frame(self, payload: bytes) -> bytes:
         if self.quantizer is not None:
             return bitstream.pack_v1(model_id=self.model_id, payload=payload)
-        return bitstream.pack_v2(
+        return bitstream.pack_v3(
             level=self.level, denoise=self.denoise, model_id=self.model_id, payload=payload
         )
 
@@ -193,14 +221,14 @@ class Compressor(ModelHalf):
         return [self.frame(p) for p in self.payloads(images)]
 
     def compress_batch(self, images: np.ndarray) -> bytes:
-        """N images → one batch container (v2 shares a header between codes; v1 lists whole codes)."""
+        """N images → one batch container (v3 shares a header between codes; v1 lists whole codes)."""
         return self.pack_batch(self.payloads(images))
 
     def pack_batch(self, payloads: Sequence[bytes]) -> bytes:
         """Payloads of this model → one batch container."""
         if self.quantizer is not None:
             return bitstream.pack_batch([self.frame(p) for p in payloads])
-        return bitstream.pack_batch_v2(
+        return bitstream.pack_batch_v3(
             level=self.level, denoise=self.denoise, model_id=self.model_id, payloads=list(payloads)
         )
 
@@ -222,7 +250,7 @@ class Decompressor(ModelHalf):
         """Check a code's framing against this model; its payload."""
         if self.format_version == bitstream.FORMAT_V1:
             return bitstream.unpack_v1(code, model_id=self.model_id)
-        return bitstream.unpack_v2(code, model_id=self.model_id)
+        return bitstream.unpack_v3(code, model_id=self.model_id, max_payload=self.max_payload)
 
     def latent_values(self, payload: bytes) -> np.ndarray:
         """One payload → its latent as float32, (C·H·W,) or (K,); raises BadCodeError if malformed."""
@@ -233,6 +261,11 @@ class Decompressor(ModelHalf):
             row = np.frombuffer(payload, dtype=np.uint8)[None]
             return self.quantizer.dequantize(row, self._shape).reshape(-1).numpy()
         assert self.tables is not None
+        if len(payload) > self.max_payload:  # before the decoder spends time on it
+            raise BadCodeError(
+                f"the payload is {len(payload)} bytes, longer than any code of this model "
+                f"(at most {self.max_payload}): padded or corrupted"
+            )
         symbols = np.asarray(arithmetic.decode(payload, self._rows), dtype=np.int64)
         return self.tables.values(symbols).astype(np.float32)
 

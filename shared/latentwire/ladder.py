@@ -58,11 +58,12 @@ class Ladder(Generic[Model]):
         self.by_id: dict[str, Model] = {}
         for model in self.models:
             key = (model.level, model.denoise)
-            if model.format_version == bitstream.FORMAT_V2 and key in self.by_level:
+            coded = model.format_version != bitstream.FORMAT_V1  # entropy-coded: routed by level
+            if coded and key in self.by_level:
                 raise BadCheckpointError(
                     f"two checkpoints claim level {model.level} (denoise={model.denoise})"
                 )
-            if model.format_version == bitstream.FORMAT_V2 or key not in self.by_level:
+            if coded or key not in self.by_level:
                 self.by_level.setdefault(key, model)
             self.by_id[model.model_id] = model
 
@@ -136,8 +137,9 @@ class DecoderLadder(Ladder[Decompressor]):
     def open(self, code: bytes) -> tuple[Decompressor, bytes]:
         """The model a code names and its payload, the framing checked once.
 
-        v1: length and CRC before the model id it carries is trusted; v2: the level byte picks
-        the model, whose id keys the check.
+        v1: length and CRC before the model id it carries is trusted; v3: the level byte picks
+        the model, then the payload's length is bounded by that model's longest payload, then
+        the check keyed by its id is compared. v2 codes are refused (``UnsupportedVersionError``).
         """
         header = bitstream.read_header(code)
         if header.version == bitstream.FORMAT_V1:
@@ -149,15 +151,15 @@ class DecoderLadder(Ladder[Decompressor]):
                 )
             return model, payload
         model = self.by_level.get((header.level, header.denoise))
-        if model is None or model.format_version != bitstream.FORMAT_V2:
+        if model is None or model.format_version != bitstream.FORMAT_V3:
             kind = "denoising " if header.denoise else ""
             raise ForeignModelError(
                 f"the code names {kind}quality level {header.level}, which this receiver lacks"
             )
-        return model, bitstream.unpack_v2(code, model_id=model.model_id)
+        return model, bitstream.unpack_v3(code, model_id=model.model_id, max_payload=model.max_payload)
 
     def route(self, code: bytes) -> Decompressor:
-        """The model a code names (v2: by level byte; v1: by the model id it carries)."""
+        """The model a code names (v3: by level byte; v1: by the model id it carries)."""
         return self.open(code)[0]
 
     def model_id_for(self, level: int, denoise: bool) -> str:

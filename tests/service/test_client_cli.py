@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from latentwire.codec import Compressor
 from latentwire.preprocess import load_digit
-from latentwire_client.cli import main
+from latentwire_client.cli import build_parser, main
 from tests.service.conftest import Service, free_port
 
 
@@ -77,6 +78,56 @@ def test_unreachable_service_is_exit_1(
     digit_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
-    argv = ["--sender-url", nobody, "--receiver-url", nobody, "--timeout", "5", "encode", str(digit_file)]
-    assert main([*argv, "-o", str(tmp_path / "codes")]) == 1
-    assert "cannot reach" in capsys.readouterr().err
+    argv = ["--sender-url", nobody, "--receiver-url", nobody, "--timeout", "5", "--retries", "0"]
+    assert main([*argv, "encode", str(digit_file), "-o", str(tmp_path / "codes")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"latentwire: cannot reach the service: unreachable: POST {nobody}/encode"), err
+    assert "Traceback" not in err and "LATENTWIRE_SENDER_URL" in err
+
+
+def test_every_option_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    (subcommands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(subcommands.choices) == {"encode", "decode", "roundtrip"}
+    for name, command in [("latentwire", parser), *subcommands.choices.items()]:
+        text = command.format_help()
+        for action in command._actions:
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+            assert all(option in text for option in action.option_strings), (name, action.option_strings)
+    for argv, options in [
+        (["--help"], ["--sender-url", "--receiver-url", "--timeout", "--retries", "encode", "roundtrip"]),
+        (["encode", "--help"], ["--quality", "--denoise", "--no-preprocess", "--out", "--retries"]),
+        (["decode", "--help"], ["--scale", "--out", "--sender-url"]),
+        (["roundtrip", "--help"], ["--quality", "--denoise", "--no-preprocess", "--out"]),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 0
+        out = capsys.readouterr().out
+        assert all(option in out for option in options), (argv, out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["decode", "x.lw", "--scale", "0"],
+        ["encode", "x.png", "--quality", "-1"],
+        ["encode", "x.png", "--quality", "two"],
+        ["--retries", "-1", "encode", "x.png"],
+    ],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and "usage: latentwire" in capsys.readouterr().err
+
+
+def test_scale_over_the_receivers_limit_is_refused(
+    tmp_path: Path, digit_file: Path, sender: Service, receiver: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    codes = tmp_path / "codes"
+    assert main([*urls(sender, receiver), "encode", str(digit_file), "-o", str(codes)]) == 0
+    argv = ["decode", str(codes / "seven.lw"), "--scale", "99", "-o", str(tmp_path / "out")]
+    assert main([*urls(sender, receiver), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("latentwire: the service refused: 400 bad_request: scale 99"), err

@@ -338,16 +338,25 @@ async def test_decode_code_with_trailing_bytes(receiver_app: FastAPI, codes: lis
     )
 
 
-@pytest.mark.parametrize("first", [0xE0, 0x00, 0x60])  # versions 7, 0 (reserved) and 3
+@pytest.mark.parametrize("first", [0xE0, 0x00, 0x80])  # versions 7, 0 (reserved) and 4
 async def test_decode_unknown_version(receiver_app: FastAPI, codes: list[bytes], first: int) -> None:
     code = bytes([first]) + codes[0][1:]
     response = await post(receiver_app, "/decode", content=code, headers=OCTET)
     assert_error(response, 422, "unsupported_version")
 
 
-async def test_decode_v2_code_of_a_level_not_served(receiver_app: FastAPI) -> None:
-    code = bytes([bitstream.FORMAT_V2 << 5 | 3, 0x00]) + b"payload"  # level 3, which a v1 ladder lacks
+async def test_decode_v3_code_of_a_level_not_served(receiver_app: FastAPI) -> None:
+    code = bytes([bitstream.FORMAT_V3 << 5 | 3, 0x00]) + b"payload"  # level 3, which a v1 ladder lacks
     assert_error(await post(receiver_app, "/decode", content=code, headers=OCTET), 409, "foreign_model")
+
+
+async def test_decode_v2_codes_are_no_longer_read(receiver_app: FastAPI) -> None:
+    """v2's check could not tell relabelled codes apart (docs/bitstream.md): refused, with the fix."""
+    code = bytes([bitstream.FORMAT_V2 << 5 | 3, 0x00]) + b"payload"
+    body = assert_error(
+        await post(receiver_app, "/decode", content=code, headers=OCTET), 422, "unsupported_version"
+    )
+    assert "re-encode" in body["detail"] + body["hint"]
 
 
 async def test_decode_reserved_bits_set(receiver_app: FastAPI, codes: list[bytes]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 import zlib
+from collections import Counter
 
 import pytest
 from hypothesis import given
@@ -55,11 +58,12 @@ def test_foreign_model_is_refused() -> None:
         bitstream.unpack_v1(code, model_id=MODEL)
 
 
-@pytest.mark.parametrize("first", [0x00, 0x60, 0x80, 0xE0])
+@pytest.mark.parametrize("first", [0x00, 0x80, 0xA0, 0xC0, 0xE0])  # versions 0, 4, 5, 6 and 7
 def test_unknown_versions_are_refused(first: int) -> None:
     code = bytes([first]) + bitstream.pack_v1(model_id=MODEL, payload=b"x")[1:]
-    with pytest.raises(UnsupportedVersionError, match="version"):
+    with pytest.raises(UnsupportedVersionError, match="version") as caught:
         bitstream.read_header(code)
+    assert "versions 1 and 3" in caught.value.hint
 
 
 def test_reserved_bits_and_empty() -> None:
@@ -101,60 +105,144 @@ def test_batch_golden_bytes_and_errors() -> None:
         bitstream.unpack_batch(bitstream.pack_batch([b"a"] * 6), max_codes=5, model_id_for=_ids)
 
 
-def test_v2_golden_bytes() -> None:
-    code = bitstream.pack_v2(level=3, denoise=False, model_id=MODEL, payload=b"\xab\xcd")
-    check = zlib.crc32(bytes.fromhex(MODEL) + b"\x43\xab\xcd") & 0xFF
-    assert code == bytes([0x43, check]) + b"\xab\xcd"
-    assert bitstream.pack_v2(level=15, denoise=True, model_id=MODEL, payload=b"")[0] == 0x5F
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=2, level=3, denoise=False)
+def test_v3_golden_bytes() -> None:
+    """docs/bitstream.md's example, and the check recomputed from hashlib alone."""
+    code = bitstream.pack_v3(level=3, denoise=False, model_id=MODEL, payload=b"\xab\xcd")
+    assert code == bytes.fromhex("63d3abcd")
+    check = hashlib.blake2b(
+        b"\x63\xab\xcd", key=bytes.fromhex(MODEL), digest_size=1, person=b"latentwire code"
+    ).digest()
+    assert code[1:2] == check
+    assert bitstream.pack_v3(level=15, denoise=True, model_id=MODEL, payload=b"") == bytes.fromhex("7f15")
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=3, level=3, denoise=False)
 
 
 @given(payload=st.binary(max_size=64), level=st.integers(1, 15), denoise=st.booleans())
-def test_v2_round_trip(payload: bytes, level: int, denoise: bool) -> None:
-    code = bitstream.pack_v2(level=level, denoise=denoise, model_id=MODEL, payload=payload)
+def test_v3_round_trip(payload: bytes, level: int, denoise: bool) -> None:
+    code = bitstream.pack_v3(level=level, denoise=denoise, model_id=MODEL, payload=payload)
     assert len(code) == len(payload) + 2  # two bytes of framing
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=2, level=level, denoise=denoise)
-    assert bitstream.unpack_v2(code, model_id=MODEL) == payload
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=3, level=level, denoise=denoise)
+    assert bitstream.unpack_v3(code, model_id=MODEL) == payload
+    assert bitstream.unpack_v3(code, model_id=MODEL, max_payload=len(payload)) == payload
 
 
-def test_v2_check_catches_foreign_models_and_corruption() -> None:
-    code = bitstream.pack_v2(level=2, denoise=False, model_id=MODEL, payload=b"\x10\x20\x30")
+def test_v3_check_catches_foreign_models_and_corruption() -> None:
+    code = bitstream.pack_v3(level=2, denoise=False, model_id=MODEL, payload=b"\x10\x20\x30")
     with pytest.raises(BadCodeError, match="corrupted, or made by a model"):
-        bitstream.unpack_v2(code, model_id=OTHER)
-    caught = 0
-    for i in range(1, len(code) * 8):  # every single-bit flip after the version bits
+        bitstream.unpack_v3(code, model_id=OTHER)
+    for i in range(len(code) * 8):  # every single-bit flip of this code is caught by something
         flipped = bytearray(code)
         flipped[i // 8] ^= 1 << (i % 8)
-        try:
-            bitstream.unpack_v2(bytes(flipped), model_id=MODEL)
-        except (BadCodeError, UnsupportedVersionError):
-            caught += 1
-    assert caught >= len(code) * 8 - 4  # an 8-bit check: a flip in the level bits may pass as another level
+        with pytest.raises(BadCodeError):  # UnsupportedVersionError is one
+            bitstream.unpack_v3(bytes(flipped), model_id=MODEL)
     with pytest.raises(BadCodeError, match="level 0"):
-        bitstream.read_header(b"\x40\x00")
+        bitstream.read_header(b"\x60\x00")
     with pytest.raises(BadCodeError, match="truncated"):
-        bitstream.read_header(b"\x43")
+        bitstream.read_header(b"\x63")
     with pytest.raises(ValueError, match="level"):
-        bitstream.pack_v2(level=16, denoise=False, model_id=MODEL, payload=b"")
+        bitstream.pack_v3(level=16, denoise=False, model_id=MODEL, payload=b"")
+    with pytest.raises(BadCodeError, match="expected a v3 code"):
+        bitstream.unpack_v3(bitstream.pack_v1(model_id=MODEL, payload=b"x"), model_id=MODEL)
+
+
+def test_v3_check_is_not_linear() -> None:
+    """Relabelling, truncation and extension pass the check 1 time in 256 whatever the length.
+
+    The v2 check (low byte of a CRC-32) let a flip of the variant bit through for every 11-byte
+    payload; the keyed BLAKE2 check lets through about 1/256 of them at every length.
+    """
+    rng = random.Random(8)
+    for length in (0, 1, 11, 16, 40):
+        passed = Counter[str]()
+        trials = 4096
+        for _ in range(trials):
+            payload = rng.randbytes(length)
+            code = bitstream.pack_v3(level=3, denoise=False, model_id=MODEL, payload=payload)
+            variants = {"relabel": bytes([code[0] ^ 0x10]) + code[1:], "extend": code + rng.randbytes(1)}
+            if length:
+                variants["truncate"] = code[:-1]
+            for kind, mutated in variants.items():
+                try:
+                    bitstream.unpack_v3(mutated, model_id=MODEL)
+                    passed[kind] += 1
+                except BadCodeError:
+                    pass
+        for kind, count in passed.items():  # expected 16 of 4096; 40 is 6 standard deviations above
+            assert count <= 40, (length, kind, count)
+
+
+def test_v3_refuses_a_payload_longer_than_the_models_longest_before_the_check() -> None:
+    code = bitstream.pack_v3(level=3, denoise=False, model_id=MODEL, payload=b"\x01" * 10)
+    assert bitstream.unpack_v3(code, model_id=MODEL, max_payload=10) == b"\x01" * 10
+    with pytest.raises(BadCodeError, match="longer than any code of its model"):
+        bitstream.unpack_v3(code, model_id=MODEL, max_payload=9)
+    bad_check = code[:1] + bytes([code[1] ^ 1]) + code[2:]
+    with pytest.raises(BadCodeError, match="longer than any"):  # the length is checked first
+        bitstream.unpack_v3(bad_check, model_id=MODEL, max_payload=9)
+
+
+def test_v2_codes_are_refused_with_a_reason() -> None:
+    payload = b"\xab\xcd"
+    v2 = bytes([0x43, zlib.crc32(bytes.fromhex(MODEL) + b"\x43" + payload) & 0xFF]) + payload
+    for code in (v2, b"\x53\x00", b"\x40"):
+        with pytest.raises(UnsupportedVersionError, match="v2 is no longer read") as caught:
+            bitstream.read_header(code)
+        assert caught.value.code == "unsupported_version"
+        assert "versions 1 and 3" in caught.value.hint
 
 
 @given(payloads=st.lists(st.binary(max_size=40), min_size=1, max_size=30))
-def test_v2_batch_container_round_trip_and_framing(payloads: list[bytes]) -> None:
-    container = bitstream.pack_batch_v2(level=3, denoise=False, model_id=MODEL, payloads=payloads)
+def test_v3_batch_container_round_trip_and_framing(payloads: list[bytes]) -> None:
+    container = bitstream.pack_batch_v3(level=3, denoise=False, model_id=MODEL, payloads=payloads)
     codes = bitstream.unpack_batch(container, max_codes=30, model_id_for=_ids)
-    assert codes == [bitstream.pack_v2(level=3, denoise=False, model_id=MODEL, payload=p) for p in payloads]
+    assert codes == [bitstream.pack_v3(level=3, denoise=False, model_id=MODEL, payload=p) for p in payloads]
     framing = len(container) - sum(map(len, payloads))
-    assert framing == 8 + len(payloads)  # one shared 8-byte header, one length byte per code
+    assert framing == 7 + len(payloads)  # one shared 7-byte header, one length byte per code
+    if len(payloads) >= 15:
+        assert framing / len(payloads) < 1.5
 
 
-def test_v2_batch_container_refusals() -> None:
-    container = bitstream.pack_batch_v2(level=3, denoise=False, model_id=MODEL, payloads=[b"ab", b"cd"])
+def test_v3_batch_container_golden_bytes() -> None:
+    """docs/bitstream.md's example: payloads ab cd and 01 02 03 of model 0123456789abcdef at level 3."""
+    container = bitstream.pack_batch_v3(
+        level=3, denoise=False, model_id=MODEL, payloads=[b"\xab\xcd", b"\x01\x02\x03"]
+    )
+    assert container == bytes.fromhex("4c4263" + "729bf2ec" + "02abcd" + "03010203")
+    tag = hashlib.blake2b(
+        bytes.fromhex("4c4263" + "02abcd03010203"),
+        key=bytes.fromhex(MODEL),
+        digest_size=4,
+        person=b"latentwire batch",
+    ).digest()
+    assert container[3:7] == tag
+    codes = bitstream.unpack_batch(container, max_codes=2, model_id_for=_ids)
+    assert codes == [bytes.fromhex("63d3abcd"), bytes.fromhex("63e7010203")]
+
+
+def test_v3_batch_container_refusals() -> None:
+    container = bitstream.pack_batch_v3(level=3, denoise=False, model_id=MODEL, payloads=[b"ab", b"cd"])
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(container[:-1] + b"\x00", max_codes=5, model_id_for=_ids)
-    foreign = bitstream.pack_batch_v2(level=3, denoise=False, model_id=OTHER, payloads=[b"ab"])
+    relabelled = container[:2] + b"\x73" + container[3:]  # the denoiser's level byte
+    with pytest.raises(BadCodeError, match="check does not match"):
+        bitstream.unpack_batch(relabelled, max_codes=5, model_id_for=lambda level, denoise: MODEL)
+    foreign = bitstream.pack_batch_v3(level=3, denoise=False, model_id=OTHER, payloads=[b"ab"])
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(foreign, max_codes=5, model_id_for=_ids)
     with pytest.raises(BadCodeError, match="truncated"):
         bitstream.unpack_batch(container[:6], max_codes=5, model_id_for=_ids)
+    with pytest.raises(BadCodeError, match="level 0"):
+        bitstream.unpack_batch(b"LB\x60" + bytes(4), max_codes=5, model_id_for=_ids)
     with pytest.raises(TooLargeError):
         bitstream.unpack_batch(container, max_codes=1, model_id_for=_ids)
+    for head in (b"LB\x03", b"LB\x23", b"LB\x43", b"LB\xe3"):  # no container version 3; v1, v2, v7 codes
+        with pytest.raises(BadCodeError, match="not a latentwire batch container"):
+            bitstream.unpack_batch(head + bytes(8), max_codes=5, model_id_for=_ids)
+
+
+def test_v2_batch_containers_are_refused() -> None:
+    container = b"LB\x02\x43" + bytes(4) + b"\x02ab"
+    with pytest.raises(UnsupportedVersionError, match="container v2 is no longer read"):
+        bitstream.unpack_batch(container, max_codes=5, model_id_for=_ids)
+    with pytest.raises(BadCodeError, match="truncated"):  # a bare b"LB\x02" is a truncated header first
+        bitstream.unpack_batch(b"LB\x02", max_codes=5, model_id_for=_ids)

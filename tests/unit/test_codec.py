@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from latentwire import bitstream
-from latentwire.codec import Compressor, Decompressor, UniformQuantizer
+from latentwire import arithmetic, bitstream
+from latentwire.codec import Compressor, Decompressor, UniformQuantizer, max_payload_bytes
 from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, ForeignModelError
 from latentwire.preprocess import png_bytes
 
@@ -42,8 +42,8 @@ def test_v2_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) 
     root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
     compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
     codes = compressor.compress(IMAGES)
-    assert compressor.format_version == 2
-    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=2, level=2) for c in codes)
+    assert compressor.format_version == 3
+    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=3, level=2) for c in codes)
     out = decompressor.decompress(codes)
     assert out.shape == (6, 28, 28) and out.dtype == np.uint8
     # the receiver sees exactly the integers the sender coded
@@ -52,7 +52,8 @@ def test_v2_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) 
     expected = decompressor.decode_latents(compressor.tables.values(symbols).astype(np.float64))
     assert np.array_equal(out, expected)
     container = compressor.compress_batch(IMAGES)
-    assert len(container) == 8 + sum(len(c) - 2 + 1 for c in codes)
+    assert len(container) == 7 + sum(len(c) - 2 + 1 for c in codes)
+    assert all(len(c) - 2 <= decompressor.max_payload for c in codes)
 
 
 def test_decoding_is_deterministic_across_batches_and_processes(
@@ -143,3 +144,31 @@ def test_unknown_codec_kind_is_refused(tmp_path: Path, checkpoint_factory: Calla
     save_checkpoint(tmp_path / "y", encoder=enc_loaded, decoder=loaded.module, codec={"kind": "zstd"})
     with pytest.raises(BadCheckpointError, match="unknown codec"):
         Decompressor.from_checkpoint(tmp_path / "y")
+
+
+def test_max_payload_bytes_bounds_every_message() -> None:
+    """No message, the least likely included, encodes to more bytes than the bound from the tables."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cdfs = []
+        for _ in range(int(rng.integers(1, 12))):
+            n = int(rng.integers(1, 6))
+            cuts = np.sort(rng.choice(np.arange(1, arithmetic.TOTAL), n - 1, replace=False))
+            cdfs.append([0, *cuts.tolist(), arithmetic.TOTAL])
+        bound = max_payload_bytes(cdfs)
+        assert bound <= 2 * sum(len(c) > 2 for c in cdfs)  # never looser than the coder's own bound
+        rarest = [int(np.argmin(np.diff(c))) for c in cdfs]
+        assert len(arithmetic.encode(rarest, cdfs)) <= bound
+        for _ in range(50):
+            symbols = [int(rng.integers(0, len(c) - 1)) for c in cdfs]
+            assert len(arithmetic.encode(symbols, cdfs)) <= bound
+
+
+def test_shipped_bounds_are_below_the_coders(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+    root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
+    decompressor = Decompressor.from_checkpoint(root)
+    assert decompressor.max_payload == max_payload_bytes(decompressor._rows.cdfs)
+    with pytest.raises(BadCodeError, match="longer than any code of this model"):
+        decompressor.latent_values(bytes(decompressor.max_payload + 1))
+    v1 = Decompressor.from_checkpoint(checkpoint_factory(tmp_path / "v1"))
+    assert v1.max_payload == 8 * 7 * 7

@@ -3,12 +3,15 @@
 * on this machine an image encodes to the same latent, and a code decodes to the same pixels,
   alone or in any batch, in any order, with 1 or 2 torch threads;
 * the code for a given (integer) latent is fixed bytes on every machine (golden bytes);
-* codes made by the float64 codec of v0.1 still decode, to the digits it gave (±1 grey level).
+* v1 codes made by the float64 codec of v0.1 still decode, to the digits it gave (±1 grey level);
+  its v2 codes are refused (format v2 is no longer read), but today's codes of the same digits
+  carry the same payloads, in v3 framing.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from torch import nn
 
 from latentwire import arithmetic, bitstream
 from latentwire.data import MnistSplit
+from latentwire.errors import UnsupportedVersionError
 from latentwire.inference import BLOCK, InvariantRunner
 from latentwire.ladder import DecoderLadder, EncoderLadder
 
@@ -103,23 +107,43 @@ def test_the_code_for_a_given_latent_is_fixed_bytes(ladders: tuple[EncoderLadder
     symbols = model.tables.symbols(latent)[0]
     payload = arithmetic.encode(symbols.tolist(), model.tables.rows())
     code = model.frame(payload)
-    assert bitstream.read_header(code).level == 4
-    # Frozen: recompute only if the shipped q4 checkpoint itself is replaced.
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=3, level=4)
+    # Frozen: recompute only if the shipped q4 checkpoint itself is replaced. The payload is the
+    # one v0.1 framed as v2 (44cc…): the format changed, the coding did not.
     assert code.hex() == GOLDEN_Q4_CODE
+    assert code[2:].hex() == GOLDEN_Q4_V2_CODE[4:]
+    assert code[1] == v3_check(model.model_id, code[0], code[2:])
 
 
 def decoded_png(text: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
 
 
-def test_codes_from_the_float64_codec_still_decode(ladders: tuple[EncoderLadder, DecoderLadder]) -> None:
+def v3_check(model_id: str, first: int, payload: bytes) -> int:
+    """docs/bitstream.md's check, from hashlib alone."""
+    key = bytes.fromhex(model_id)
+    digest = hashlib.blake2b(bytes([first]) + payload, key=key, digest_size=1, person=b"latentwire code")
+    return digest.digest()[0]
+
+
+def test_v1_codes_from_the_float64_codec_still_decode_and_v2_codes_are_refused(
+    ladders: tuple[EncoderLadder, DecoderLadder],
+) -> None:
     golden = json.loads(GOLDEN.read_text())["codes"]
-    codes = [bytes.fromhex(entry["code"]) for entry in golden]
-    pixels, models = ladders[1].decompress(codes)
-    for entry, image, model in zip(golden, pixels, models, strict=True):
-        assert (model.level, model.denoise) == (entry["quality"], entry["denoise"])
+    v1 = [entry for entry in golden if bytes.fromhex(entry["code"])[0] >> 5 == 1]
+    v2 = [entry for entry in golden if bytes.fromhex(entry["code"])[0] >> 5 == 2]
+    assert len(v1) == 2 and len(v1) + len(v2) == len(golden)
+    pixels, models = ladders[1].decompress([bytes.fromhex(entry["code"]) for entry in v1])
+    for entry, image, model in zip(v1, pixels, models, strict=True):
+        assert (model.level, model.denoise) == (entry["quality"], entry["denoise"]) == (0, False)
         before = decoded_png(entry["decoded_png"])
         assert np.abs(image.astype(int) - before.astype(int)).max() <= 1, entry["quality"]
+    for entry in v2:
+        with pytest.raises(UnsupportedVersionError, match="code format v2 is no longer read") as caught:
+            ladders[1].decompress([bytes.fromhex(entry["code"])])
+        assert "relabelled codes" in caught.value.message and "re-encode" in caught.value.message
+        assert caught.value.code == "unsupported_version"
+        assert "versions 1 and 3" in caught.value.hint
     assert {(e["quality"], e["denoise"]) for e in golden} == {
         (m.level, m.denoise) for m in ladders[1].levels()
     }
@@ -128,12 +152,25 @@ def test_codes_from_the_float64_codec_still_decode(ladders: tuple[EncoderLadder,
 def test_today_encodes_the_golden_digits_to_the_same_codes(
     ladders: tuple[EncoderLadder, DecoderLadder], mnist_test: MnistSplit
 ) -> None:
-    """float32 moves no latent of these digits across a rounding boundary: same codes as float64."""
+    """float32 moves no latent of these digits across a rounding boundary: same payloads as float64.
+
+    v1 codes are the same bytes; v2 codes become v3 codes: byte 0's version bits say 3, the check
+    is the keyed BLAKE2 one, and the payload (the arithmetic-coded bytes after them) is unchanged.
+    """
     golden = json.loads(GOLDEN.read_text())["codes"]
     for entry in golden:
+        where = (entry["quality"], entry["denoise"], entry["mnist_test_index"])
         model = ladders[0].select(quality=entry["quality"], denoise=entry["denoise"])
         (code,) = model.compress(mnist_test.images[entry["mnist_test_index"]])
-        assert code.hex() == entry["code"], (entry["quality"], entry["mnist_test_index"])
+        old = bytes.fromhex(entry["code"])
+        if old[0] >> 5 == 1:
+            assert code == old, where
+            continue
+        assert old[0] >> 5 == 2 and code[0] == old[0] ^ 0x20, where  # version 2 → 3, same variant and level
+        assert code[0] == 0x60 | (0x10 if entry["denoise"] else 0) | entry["quality"], where
+        assert code[2:] == old[2:], where  # the payload
+        assert code[1] == v3_check(model.model_id, code[0], code[2:]), where
+        assert ladders[1].open(code)[1] == old[2:], where
 
 
 def test_pixels_are_the_rounded_sigmoid_away_from_the_boundaries() -> None:
@@ -160,7 +197,8 @@ def test_blocks_match_a_plain_forward_closely() -> None:
     assert torch.allclose(runner(x), layer(x), atol=1e-5)
 
 
-GOLDEN_Q4_CODE = "44cc1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"
+GOLDEN_Q4_CODE = "64751a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"
+GOLDEN_Q4_V2_CODE = "44cc1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, v0.1's framing
 
 
 @pytest.mark.parametrize(("kernel", "padding", "channels"), [(5, 2, 32), (3, 1, 8)])

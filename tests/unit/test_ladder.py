@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from latentwire import bitstream
-from latentwire.errors import BadCheckpointError, BadCodeError, BadRequestError, ForeignModelError
+from latentwire.errors import (
+    BadCheckpointError,
+    BadCodeError,
+    BadRequestError,
+    ForeignModelError,
+    UnsupportedVersionError,
+)
 from latentwire.ladder import DecoderLadder, EncoderLadder, checkpoint_files
 
 IMAGES = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
@@ -55,9 +61,50 @@ def test_batch_containers_through_the_ladder(ladder_dir: Path) -> None:
 def test_unknown_levels_and_models(ladder_dir: Path) -> None:
     receiver = DecoderLadder.load(ladder_dir)
     with pytest.raises(ForeignModelError, match="level 9"):
-        receiver.route(bitstream.pack_v2(level=9, denoise=False, model_id="0" * 16, payload=b""))
+        receiver.route(bitstream.pack_v3(level=9, denoise=False, model_id="0" * 16, payload=b""))
     with pytest.raises(ForeignModelError, match="lacks"):
         receiver.route(bitstream.pack_v1(model_id="0" * 16, payload=b"x"))
+
+
+def test_v2_codes_and_containers_are_refused_with_a_reason(ladder_dir: Path) -> None:
+    sender, receiver = EncoderLadder.load(ladder_dir), DecoderLadder.load(ladder_dir)
+    code = sender.select(quality=2).compress(IMAGES[:1])[0]
+    v2 = bytes([code[0] & 0x1F | bitstream.FORMAT_V2 << 5]) + code[1:]  # the same code, labelled v2
+    with pytest.raises(UnsupportedVersionError, match=r"v2 is no longer read.*re-encode") as caught:
+        receiver.decompress([v2])
+    assert "versions 1 and 3" in caught.value.hint
+    with pytest.raises(UnsupportedVersionError, match="container v2"):
+        receiver.unpack_batch(b"LB\x02" + bytes([v2[0]]) + bytes(4) + b"\x01\x01", max_codes=5)
+
+
+def test_relabelled_code_is_refused(ladder_dir: Path) -> None:
+    """q2 ↔ q2-denoise: the check covers byte 0, so a relabelled code fails it (or the decoder)."""
+    sender, receiver = EncoderLadder.load(ladder_dir), DecoderLadder.load(ladder_dir)
+    codes = sender.select(quality=2).compress(
+        np.random.default_rng(2).integers(0, 256, (64, 28, 28), np.uint8)
+    )
+    passed = 0
+    for code in codes:
+        try:
+            receiver.decompress([bytes([code[0] ^ 0x10]) + code[1:]])
+            passed += 1
+        except BadCodeError:
+            pass
+    assert passed <= 2  # 1/256 expected
+
+
+def test_a_payload_longer_than_any_code_is_refused_before_decoding(ladder_dir: Path) -> None:
+    receiver = DecoderLadder.load(ladder_dir)
+    model = receiver.by_level[(2, False)]
+    longest = model.max_payload
+    assert 0 < longest <= 2 * len(model.latent_shape) * model.latent_shape[0]
+    overlong = bitstream.pack_v3(level=2, denoise=False, model_id=model.model_id, payload=bytes(longest + 1))
+    with pytest.raises(BadCodeError, match=f"longer than any code of its model \\(at most {longest}\\)"):
+        receiver.open(overlong)
+    with pytest.raises(BadCodeError, match="longer than any"):  # also when the check is wrong
+        receiver.open(overlong[:1] + bytes([overlong[1] ^ 1]) + overlong[2:])
+    with pytest.raises(BadCodeError, match="longer than any"):  # a payload handed over directly
+        model.latent_values(bytes(longest + 1))
 
 
 def test_foreign_ladder_same_level_is_refused(

@@ -45,7 +45,7 @@ def test_rate_training_writes_one_checkpoint_per_level(tmp_path: Path, mnist_tes
     sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
     assert sorted(m.level for m in sender.levels()) == [2, 3]
     for model in sender.levels():
-        assert model.format_version == 2 and model.meta.metrics["information_bits"] > 0
+        assert model.format_version == 3 and model.meta.metrics["information_bits"] > 0
         # the mean code is within a byte of the information content, plus 2 bytes of framing
         assert model.meta.metrics["payload_bytes"] < model.meta.metrics["information_bits"] / 8 + 1
         pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
