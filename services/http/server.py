@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import signal
 from typing import Any
 
 import uvicorn
@@ -76,10 +77,21 @@ def run_app(
     graceful_timeout_s: float = 10.0,
     log_format: str = "text",
 ) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM (in-flight requests get ``graceful_timeout_s`` to finish)."""
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        **uvicorn_options(log_level=log_level, graceful_timeout_s=graceful_timeout_s, log_format=log_format),
-    )
+    """Serve ``app`` until SIGINT/SIGTERM (in-flight requests get ``graceful_timeout_s`` to finish).
+
+    A SIGTERM ends in a clean exit (status 0): uvicorn raises the signal it caught again once it
+    has drained, and the default action would kill the process with status 143 after a shutdown
+    that went fine. A no-op handler, restored afterwards, absorbs that second delivery.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            **uvicorn_options(
+                log_level=log_level, graceful_timeout_s=graceful_timeout_s, log_format=log_format
+            ),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -209,18 +209,22 @@ class Compose:
         if os.environ.get("LATENTWIRE_IT_BUILD", "1") != "0":
             self("build", *services, timeout=BUILD_TIMEOUT_S)
 
-    def up(self) -> None:
-        """Start the sender and the receiver and wait until both are healthy."""
+    def up(self, *profiles: str) -> None:
+        """Start the sender and the receiver (and the services of ``profiles``), wait until healthy."""
+        flags = [arg for profile in profiles for arg in ("--profile", profile)]
         try:
-            self("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60)
+            self(*flags, "up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60)
         except ComposeError as exc:
-            raise ComposeError(f"{exc}\n--- docker compose logs ---\n{self.logs()}") from None
+            raise ComposeError(f"{exc}\n--- docker compose logs ---\n{self.logs(*profiles)}") from None
 
     def down(self) -> None:
-        self("--profile", "train", "down", "-v", "--remove-orphans", "--timeout", "10", timeout=120)
+        # With every profile that adds a service or a volume, so that `down -v` knows them all.
+        profiles = ("--profile", "train", "--profile", "observability")
+        self(*profiles, "down", "-v", "--remove-orphans", "--timeout", "10", timeout=120)
 
-    def logs(self) -> str:
-        proc = self("logs", "--no-color", "--tail", "60", check=False, timeout=60)
+    def logs(self, *profiles: str) -> str:
+        flags = [arg for profile in profiles for arg in ("--profile", profile)]
+        proc = self(*flags, "logs", "--no-color", "--tail", "60", check=False, timeout=60)
         return (proc.stdout + proc.stderr).decode(errors="replace")[-6000:]
 
     def exec(
