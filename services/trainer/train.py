@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--level",
         type=int,
         default=3,
-        help="dense presets: the quality level the codes carry (1-15); with several λ, the first "
+        help="dense presets: the quality level the codes carry (1-7); with several λ, the first "
         "one's, and the levels go to --out/q<level>",
     )
     p.add_argument(

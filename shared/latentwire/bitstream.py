@@ -23,21 +23,26 @@ model id (a well-formed code from another model, ``ForeignModelError``).
 Format v3 (entropy-coded models of the quality ladder), two bytes of framing::
 
     offset  size  field
-    0       1     bits 7..5: version 3; bit 4: denoising variant; bits 3..0: quality level 1..15
-    1       1     check: BLAKE2b(byte 0 ‖ payload; key = model id, digest_size = 1,
-                         person = b"latentwire code")
+    0       1     bits 7..5: version 3; bit 4: denoising variant; bits 3..1: quality level 1..7;
+                  bit 0: bit 8 (the top bit) of the check
+    1       1     bits 7..0 of the check
     2       L     payload: the arithmetic-coded latent (L = code length − 2; may be 0)
 
-The level byte says which decoder of the receiver's ladder made the code; the check, keyed by
-that decoder's model id (its 8 bytes), covers byte 0 and the payload, whose length BLAKE2
-commits to. A keyed hash is no linear function of its input, so every kind of damage — a
-relabelled level or variant, a truncated or extended code, changed bits, a code from another
-model — passes it 1 time in 256, whatever the payload's length; the arithmetic decoder, which
-accepts only the exact encoding of what it decoded, refuses most of the rest. (Integrity, not
-authenticity: model ids are public, so anyone can make a code that passes.) The reader checks,
-in this order: the version; at least 2 bytes; level ≠ 0; that the ladder serves that level
-(``ForeignModelError``); that L is at most the model's longest possible payload (a bound from
-its coding tables, before anything is hashed or decoded); the check; the arithmetic decoder.
+    check = the first 9 bits (big-endian) of BLAKE2b(header ‖ payload; key = model id,
+            digest_size = 2, person = b"latentwire code"), where header is byte 0 with bit 0
+            cleared
+
+The level names which decoder of the receiver's ladder made the code; the 9-bit check, keyed by
+that decoder's model id (its 8 bytes), covers the version, the variant, the level and the
+payload, whose length BLAKE2 commits to. A keyed hash is no linear function of its input, so
+every kind of damage — a relabelled level or variant, a truncated or extended code, changed
+bits, a code from another model — passes it 1 time in 512, whatever the payload's length; the
+arithmetic decoder, which accepts only the exact encoding of what it decoded, refuses most of
+the rest. (Integrity, not authenticity: model ids are public, so anyone can make a code that
+passes.) The reader checks, in this order: the version; at least 2 bytes and level ≠ 0; that
+the ladder serves that level (``ForeignModelError``); that L is at most the model's longest
+possible payload (a bound from its coding tables, before anything is hashed or decoded); the
+check; the arithmetic decoder.
 
 Format v2 (the same layout with version 2, but the check was the low byte of CRC-32(model id ‖
 byte 0 ‖ payload)) is refused with ``UnsupportedVersionError``: CRC is linear, so whether a
@@ -48,8 +53,9 @@ Batch containers (``application/x-latentwire-batch``), for many codes in one bod
 
     container v1 (any codes)               container v3 (v3 codes of one model)
     0  2  b"LB"                            0  2  b"LB"
-    2  1  1                                2  1  the codes' shared byte 0 (0x61 … 0x7F: its version
-    3  …  per code: LEB128 length, code             bits, 3, say container v3; variant, level)
+    2  1  1                                2  1  the codes' shared header: a v3 byte 0 with bit 0
+    3  …  per code: LEB128 length, code             (the check's) clear (0x62 … 0x7E: its version
+                                                    bits, 3, say container v3; variant, level)
                                            3  4  tag: BLAKE2b(bytes 0..2 ‖ bytes 7..end; key =
                                                  model id, digest_size = 4,
                                                  person = b"latentwire batch")
@@ -57,9 +63,10 @@ Batch containers (``application/x-latentwire-batch``), for many codes in one bod
 
 In container v3 the codes share one 7-byte header with a 32-bit tag: 1 + 7/N bytes of framing
 per code (payloads are under 128 bytes), under 1.5 from 15 codes up. Its codes cannot be
-relabelled one by one: they have no byte 0 of their own. The reader checks the tag before it
-splits anything, then rebuilds each standalone v3 code (which the receiver opens like any
-other). Container v2 (b"LB\x02", CRC-32 tag, v2 codes) is refused like v2 codes.
+relabelled one by one: they have no byte 0 of their own. The reader refuses a shared byte
+with bit 0 set, checks the tag before it splits anything, then rebuilds each standalone v3 code
+with its own 9-bit check (which the receiver opens like any other). Container v2 (b"LB\x02",
+CRC-32 tag, v2 codes) is refused like v2 codes.
 
 See docs/bitstream.md for the same, with examples and measured acceptance rates.
 """
@@ -98,7 +105,7 @@ __all__ = [
 FORMAT_V1 = 1
 FORMAT_V2 = 2  # no longer read (see the module docstring); the number stays taken
 FORMAT_V3 = 3
-MAX_LEVEL = 15
+MAX_LEVEL = 7  # v3 byte 0 has 3 level bits; the shipped ladder uses 1..5
 MODEL_ID_BYTES = 8
 BATCH_MEDIA_TYPE = "application/x-latentwire-batch"
 READ_VERSIONS_HINT = (
@@ -117,7 +124,10 @@ _TAG_BYTES = 4
 _CODE_PERSON = b"latentwire code"
 _BATCH_PERSON = b"latentwire batch"
 _DENOISE_BIT = 0x10
-_LEVEL_MASK = 0x0F
+_LEVEL_SHIFT = 1
+_LEVEL_MASK = 0x07  # after the shift
+_CHECK_TOP_BIT = 0x01  # bit 0 of a v3 byte 0: bit 8 of the 9-bit check
+_CHECK_BITS = 9
 _V2_REFUSED = (
     "code format v2 is no longer read: it could not tell relabelled codes apart; re-encode with this sender"
 )
@@ -127,7 +137,7 @@ class CodeHeader(NamedTuple):
     """What a code's first bytes say about who can decode it."""
 
     version: int
-    level: int = 0  # v3: quality level 1..15
+    level: int = 0  # v3: quality level 1..7
     denoise: bool = False  # v3: made by the denoising variant
     model_id: str = ""  # v1: the model id the code carries
 
@@ -194,7 +204,7 @@ def read_header(code: bytes) -> CodeHeader:
     if version == FORMAT_V3:
         if len(code) < 2:
             raise BadCodeError("the code is truncated: a v3 code has at least 2 bytes")
-        level = code[0] & _LEVEL_MASK
+        level = code[0] >> _LEVEL_SHIFT & _LEVEL_MASK
         if level == 0:
             raise BadCodeError("level 0 is not a quality level: the code is corrupted")
         return CodeHeader(version=FORMAT_V3, level=level, denoise=bool(code[0] & _DENOISE_BIT))
@@ -203,22 +213,34 @@ def read_header(code: bytes) -> CodeHeader:
     raise UnsupportedVersionError(f"code format version {version} is not supported", hint=READ_VERSIONS_HINT)
 
 
-def _v3_first_byte(level: int, denoise: bool) -> int:
+def _v3_header(level: int, denoise: bool) -> int:
+    """Byte 0 of a v3 code with its check bit (bit 0) clear."""
     if not 1 <= level <= MAX_LEVEL:
         raise ValueError(f"a v3 level is 1 … {MAX_LEVEL}, got {level}")
-    return FORMAT_V3 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level
+    return FORMAT_V3 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level << _LEVEL_SHIFT
 
 
 def v3_check(model_id: str, first: int, payload: bytes) -> int:
-    """Byte 1 of a v3 code: BLAKE2b(byte 0 ‖ payload), keyed by the model id, 1-byte digest.
+    """The 9-bit check of a v3 code (0 … 511): its top bit is bit 0 of byte 0, the rest byte 1.
 
-    >>> v3_check("0123456789abcdef", 0x63, b"\\xab\\xcd")
-    211
+    The first 9 bits of BLAKE2b(header ‖ payload), keyed by the model id, 2-byte digest, where
+    header is ``first`` (byte 0) with bit 0 cleared.
+
+    >>> v3_check("0123456789abcdef", 0x66, b"\\xab\\xcd")
+    257
     """
     digest = hashlib.blake2b(
-        bytes([first]) + payload, key=model_id_bytes(model_id), digest_size=1, person=_CODE_PERSON
+        bytes([first & ~_CHECK_TOP_BIT]) + payload,
+        key=model_id_bytes(model_id),
+        digest_size=2,
+        person=_CODE_PERSON,
     )
-    return digest.digest()[0]
+    return int.from_bytes(digest.digest(), "big") >> (16 - _CHECK_BITS)
+
+
+def _frame_v3(header: int, model_id: str, payload: bytes) -> bytes:
+    check = v3_check(model_id, header, payload)
+    return bytes([header | check >> 8, check & 0xFF]) + payload
 
 
 def _batch_tag(model_id: str, head: bytes, body: bytes) -> bytes:
@@ -230,8 +252,7 @@ def _batch_tag(model_id: str, head: bytes, body: bytes) -> bytes:
 
 def pack_v3(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
     """Frame an entropy-coded ``payload`` as a v3 code of ``model_id`` at ``level``."""
-    first = _v3_first_byte(level, denoise)
-    return bytes([first, v3_check(model_id, first, payload)]) + payload
+    return _frame_v3(_v3_header(level, denoise), model_id, payload)
 
 
 def unpack_v3(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
@@ -248,7 +269,7 @@ def unpack_v3(code: bytes, *, model_id: str, max_payload: int | None = None) -> 
             f"the code's payload is {len(payload)} bytes, longer than any code of its model "
             f"(at most {max_payload}): padded or corrupted"
         )
-    if v3_check(model_id, code[0], payload) != code[1]:
+    if v3_check(model_id, code[0], payload) != (code[0] & _CHECK_TOP_BIT) << 8 | code[1]:
         raise BadCodeError(
             "the code's check does not match: "
             "it was corrupted, or made by a model this receiver does not serve",
@@ -263,7 +284,7 @@ def pack_batch_v3(*, level: int, denoise: bool, model_id: str, payloads: list[by
     for payload in payloads:
         _write_varint(len(payload), body)
         body += payload
-    head = b"LB" + bytes([_v3_first_byte(level, denoise)])
+    head = b"LB" + bytes([_v3_header(level, denoise)])
     return head + _batch_tag(model_id, head, bytes(body)) + bytes(body)
 
 
@@ -344,6 +365,12 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
         )
     if len(data) < _BATCH_HEADER:
         raise BadCodeError("the batch container is truncated inside its header")
+    if data[2] & _CHECK_TOP_BIT:
+        raise BadCodeError(
+            f"the batch container's shared byte 0x{data[2]:02x} has bit 0 (a code's check bit) set: "
+            "corrupted",
+            hint=hint,
+        )
     header = read_header(data[2:4])  # level 0 is refused
     model_id = model_id_for(header.level, header.denoise)
     if _batch_tag(model_id, data[:3], data[_BATCH_HEADER:]) != data[3:_BATCH_HEADER]:
@@ -351,6 +378,5 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             "the batch container's check does not match: "
             "corrupted, or made by a model this receiver does not serve"
         )
-    first = data[2]
     payloads = _split(data, _BATCH_HEADER, max_codes=max_codes)
-    return [bytes([first, v3_check(model_id, first, p)]) + p for p in payloads]
+    return [_frame_v3(data[2], model_id, p) for p in payloads]

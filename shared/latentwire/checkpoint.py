@@ -70,7 +70,7 @@ class CheckpointMeta:
     metrics: dict[str, float] = field(default_factory=dict)  # test-set metrics of the codec round trip
     versions: dict[str, str] = field(default_factory=dict)
     command: str = ""
-    level: int = 0  # quality level 1..15 of an entropy-coded model (0: none, a v1 model)
+    level: int = 0  # quality level 1..7 of an entropy-coded model (0: none, a v1 model)
     denoise: bool = False  # trained to remove noise: noisy input → clean output
 
     def to_json(self) -> str:

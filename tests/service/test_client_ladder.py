@@ -59,7 +59,7 @@ def expected(ladder: EncoderLadder, path: Path, quality: int | None, denoise: bo
 
 
 def level_of(code: bytes) -> tuple[int, bool]:
-    """(level, denoise) as the code's first byte says: bit 4 denoise, bits 3..0 the level."""
+    """(level, denoise) as the code's first byte says: bit 4 denoise, bits 3..1 the level."""
     header = bitstream.read_header(code)
     assert header.version == code[0] >> 5 and header.version != bitstream.FORMAT_V1
     return header.level, header.denoise

@@ -346,7 +346,7 @@ async def test_decode_unknown_version(receiver_app: FastAPI, codes: list[bytes],
 
 
 async def test_decode_v3_code_of_a_level_not_served(receiver_app: FastAPI) -> None:
-    code = bytes([bitstream.FORMAT_V3 << 5 | 3, 0x00]) + b"payload"  # level 3, which a v1 ladder lacks
+    code = bytes([bitstream.FORMAT_V3 << 5 | 3 << 1, 0x00]) + b"payload"  # level 3, which a v1 ladder lacks
     assert_error(await post(receiver_app, "/decode", content=code, headers=OCTET), 409, "foreign_model")
 
 

@@ -106,18 +106,40 @@ def test_batch_golden_bytes_and_errors() -> None:
 
 
 def test_v3_golden_bytes() -> None:
-    """docs/bitstream.md's example, and the check recomputed from hashlib alone."""
+    """docs/bitstream.md's examples, and the 9-bit check recomputed from hashlib alone."""
     code = bitstream.pack_v3(level=3, denoise=False, model_id=MODEL, payload=b"\xab\xcd")
-    assert code == bytes.fromhex("63d3abcd")
-    check = hashlib.blake2b(
-        b"\x63\xab\xcd", key=bytes.fromhex(MODEL), digest_size=1, person=b"latentwire code"
+    assert code == bytes.fromhex("6701abcd")  # header 0x66, check 257 = 1 0000 0001
+    digest = hashlib.blake2b(
+        b"\x66\xab\xcd", key=bytes.fromhex(MODEL), digest_size=2, person=b"latentwire code"
     ).digest()
-    assert code[1:2] == check
-    assert bitstream.pack_v3(level=15, denoise=True, model_id=MODEL, payload=b"") == bytes.fromhex("7f15")
+    check = int.from_bytes(digest, "big") >> 7  # its first 9 bits
+    assert (code[0] & 1, code[1]) == (check >> 8, check & 0xFF)
+    assert bitstream.v3_check(MODEL, code[0], code[2:]) == check == 257
+    assert bitstream.pack_v3(level=7, denoise=True, model_id=MODEL, payload=b"") == bytes.fromhex("7e0c")
     assert bitstream.read_header(code) == bitstream.CodeHeader(version=3, level=3, denoise=False)
+    assert bitstream.MAX_LEVEL == 7
 
 
-@given(payload=st.binary(max_size=64), level=st.integers(1, 15), denoise=st.booleans())
+def test_v3_byte_0_layout() -> None:
+    """Bits 7..5 version, bit 4 variant, bits 3..1 level, bit 0 the check's top bit."""
+    for level in range(1, 8):
+        for denoise in (False, True):
+            code = bitstream.pack_v3(level=level, denoise=denoise, model_id=MODEL, payload=b"\x05")
+            assert code[0] & 0xFE == 0x60 | (0x10 if denoise else 0) | level << 1
+            header = bitstream.read_header(code)
+            assert (header.level, header.denoise) == (level, denoise)
+            flipped = bytes([code[0] ^ 1]) + code[1:]  # the check's top bit: level and variant stay
+            assert bitstream.read_header(flipped) == header
+            with pytest.raises(BadCodeError, match="check does not match"):
+                bitstream.unpack_v3(flipped, model_id=MODEL)
+    tops = Counter(
+        bitstream.pack_v3(level=3, denoise=False, model_id=MODEL, payload=bytes([i]))[0] & 1
+        for i in range(256)
+    )
+    assert tops[0] > 64 and tops[1] > 64  # both halves of the 512 checks occur
+
+
+@given(payload=st.binary(max_size=64), level=st.integers(1, 7), denoise=st.booleans())
 def test_v3_round_trip(payload: bytes, level: int, denoise: bool) -> None:
     code = bitstream.pack_v3(level=level, denoise=denoise, model_id=MODEL, payload=payload)
     assert len(code) == len(payload) + 2  # two bytes of framing
@@ -135,21 +157,23 @@ def test_v3_check_catches_foreign_models_and_corruption() -> None:
         flipped[i // 8] ^= 1 << (i % 8)
         with pytest.raises(BadCodeError):  # UnsupportedVersionError is one
             bitstream.unpack_v3(bytes(flipped), model_id=MODEL)
-    with pytest.raises(BadCodeError, match="level 0"):
-        bitstream.read_header(b"\x60\x00")
+    for first in (0x60, 0x61, 0x70, 0x71):  # level 0, whatever the variant and the check bit
+        with pytest.raises(BadCodeError, match="level 0"):
+            bitstream.read_header(bytes([first, 0x00]))
     with pytest.raises(BadCodeError, match="truncated"):
-        bitstream.read_header(b"\x63")
-    with pytest.raises(ValueError, match="level"):
-        bitstream.pack_v3(level=16, denoise=False, model_id=MODEL, payload=b"")
+        bitstream.read_header(b"\x66")
+    for level in (0, 8, 15):
+        with pytest.raises(ValueError, match="level"):
+            bitstream.pack_v3(level=level, denoise=False, model_id=MODEL, payload=b"")
     with pytest.raises(BadCodeError, match="expected a v3 code"):
         bitstream.unpack_v3(bitstream.pack_v1(model_id=MODEL, payload=b"x"), model_id=MODEL)
 
 
 def test_v3_check_is_not_linear() -> None:
-    """Relabelling, truncation and extension pass the check 1 time in 256 whatever the length.
+    """Relabelling, truncation and extension pass the check 1 time in 512 whatever the length.
 
     The v2 check (low byte of a CRC-32) let a flip of the variant bit through for every 11-byte
-    payload; the keyed BLAKE2 check lets through about 1/256 of them at every length.
+    payload; the keyed 9-bit BLAKE2 check lets through about 1/512 of them at every length.
     """
     rng = random.Random(8)
     for length in (0, 1, 11, 16, 40):
@@ -167,8 +191,8 @@ def test_v3_check_is_not_linear() -> None:
                     passed[kind] += 1
                 except BadCodeError:
                     pass
-        for kind, count in passed.items():  # expected 16 of 4096; 40 is 6 standard deviations above
-            assert count <= 40, (length, kind, count)
+        for kind, count in passed.items():  # expected 8 of 4096; 26 is over 6 standard deviations above
+            assert count <= 26, (length, kind, count)
 
 
 def test_v3_refuses_a_payload_longer_than_the_models_longest_before_the_check() -> None:
@@ -176,7 +200,7 @@ def test_v3_refuses_a_payload_longer_than_the_models_longest_before_the_check() 
     assert bitstream.unpack_v3(code, model_id=MODEL, max_payload=10) == b"\x01" * 10
     with pytest.raises(BadCodeError, match="longer than any code of its model"):
         bitstream.unpack_v3(code, model_id=MODEL, max_payload=9)
-    bad_check = code[:1] + bytes([code[1] ^ 1]) + code[2:]
+    bad_check = bytes([code[0] ^ 1, code[1] ^ 1]) + code[2:]
     with pytest.raises(BadCodeError, match="longer than any"):  # the length is checked first
         bitstream.unpack_v3(bad_check, model_id=MODEL, max_payload=9)
 
@@ -207,23 +231,23 @@ def test_v3_batch_container_golden_bytes() -> None:
     container = bitstream.pack_batch_v3(
         level=3, denoise=False, model_id=MODEL, payloads=[b"\xab\xcd", b"\x01\x02\x03"]
     )
-    assert container == bytes.fromhex("4c4263" + "729bf2ec" + "02abcd" + "03010203")
+    assert container == bytes.fromhex("4c4266" + "32bb5274" + "02abcd" + "03010203")
     tag = hashlib.blake2b(
-        bytes.fromhex("4c4263" + "02abcd03010203"),
+        bytes.fromhex("4c4266" + "02abcd03010203"),
         key=bytes.fromhex(MODEL),
         digest_size=4,
         person=b"latentwire batch",
     ).digest()
     assert container[3:7] == tag
     codes = bitstream.unpack_batch(container, max_codes=2, model_id_for=_ids)
-    assert codes == [bytes.fromhex("63d3abcd"), bytes.fromhex("63e7010203")]
+    assert codes == [bytes.fromhex("6701abcd"), bytes.fromhex("664b010203")]  # each its own check
 
 
 def test_v3_batch_container_refusals() -> None:
     container = bitstream.pack_batch_v3(level=3, denoise=False, model_id=MODEL, payloads=[b"ab", b"cd"])
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(container[:-1] + b"\x00", max_codes=5, model_id_for=_ids)
-    relabelled = container[:2] + b"\x73" + container[3:]  # the denoiser's level byte
+    relabelled = container[:2] + b"\x76" + container[3:]  # the denoiser's level byte
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(relabelled, max_codes=5, model_id_for=lambda level, denoise: MODEL)
     foreign = bitstream.pack_batch_v3(level=3, denoise=False, model_id=OTHER, payloads=[b"ab"])
@@ -233,15 +257,18 @@ def test_v3_batch_container_refusals() -> None:
         bitstream.unpack_batch(container[:6], max_codes=5, model_id_for=_ids)
     with pytest.raises(BadCodeError, match="level 0"):
         bitstream.unpack_batch(b"LB\x60" + bytes(4), max_codes=5, model_id_for=_ids)
+    with_check_bit = container[:2] + bytes([container[2] | 1]) + container[3:]
+    with pytest.raises(BadCodeError, match="bit 0"):  # the shared byte has no check bit
+        bitstream.unpack_batch(with_check_bit, max_codes=5, model_id_for=_ids)
     with pytest.raises(TooLargeError):
         bitstream.unpack_batch(container, max_codes=1, model_id_for=_ids)
-    for head in (b"LB\x03", b"LB\x23", b"LB\x43", b"LB\xe3"):  # no container version 3; v1, v2, v7 codes
+    for head in (b"LB\x03", b"LB\x26", b"LB\x46", b"LB\xe6"):  # no container version 3; v1, v2, v7 codes
         with pytest.raises(BadCodeError, match="not a latentwire batch container"):
             bitstream.unpack_batch(head + bytes(8), max_codes=5, model_id_for=_ids)
 
 
 def test_v2_batch_containers_are_refused() -> None:
-    container = b"LB\x02\x43" + bytes(4) + b"\x02ab"
+    container = b"LB\x02\x46" + bytes(4) + b"\x02ab"
     with pytest.raises(UnsupportedVersionError, match="container v2 is no longer read"):
         bitstream.unpack_batch(container, max_codes=5, model_id_for=_ids)
     with pytest.raises(BadCodeError, match="truncated"):  # a bare b"LB\x02" is a truncated header first

@@ -112,7 +112,7 @@ def test_the_code_for_a_given_latent_is_fixed_bytes(ladders: tuple[EncoderLadder
     # one v0.1 framed as v2 (44cc…): the format changed, the coding did not.
     assert code.hex() == GOLDEN_Q4_CODE
     assert code[2:].hex() == GOLDEN_Q4_V2_CODE[4:]
-    assert code[1] == v3_check(model.model_id, code[0], code[2:])
+    assert (code[0] & 1) << 8 | code[1] == v3_check(model.model_id, code[0], code[2:])
 
 
 def decoded_png(text: str) -> np.ndarray:
@@ -120,10 +120,12 @@ def decoded_png(text: str) -> np.ndarray:
 
 
 def v3_check(model_id: str, first: int, payload: bytes) -> int:
-    """docs/bitstream.md's check, from hashlib alone."""
+    """docs/bitstream.md's 9-bit check, from hashlib alone (byte 0 hashed with its bit 0 clear)."""
     key = bytes.fromhex(model_id)
-    digest = hashlib.blake2b(bytes([first]) + payload, key=key, digest_size=1, person=b"latentwire code")
-    return digest.digest()[0]
+    digest = hashlib.blake2b(
+        bytes([first & 0xFE]) + payload, key=key, digest_size=2, person=b"latentwire code"
+    )
+    return int.from_bytes(digest.digest(), "big") >> 7
 
 
 def test_v1_codes_from_the_float64_codec_still_decode_and_v2_codes_are_refused(
@@ -166,10 +168,13 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
         if old[0] >> 5 == 1:
             assert code == old, where
             continue
-        assert old[0] >> 5 == 2 and code[0] == old[0] ^ 0x20, where  # version 2 → 3, same variant and level
-        assert code[0] == 0x60 | (0x10 if entry["denoise"] else 0) | entry["quality"], where
+        assert old[0] >> 5 == 2 and old[0] & 0x1F == (0x10 if entry["denoise"] else 0) | entry["quality"], (
+            where
+        )
+        # version 2 → 3, the same variant and level, the level now in bits 3..1, bit 0 the check's
+        assert code[0] & 0xFE == 0x60 | (0x10 if entry["denoise"] else 0) | entry["quality"] << 1, where
         assert code[2:] == old[2:], where  # the payload
-        assert code[1] == v3_check(model.model_id, code[0], code[2:]), where
+        assert (code[0] & 1) << 8 | code[1] == v3_check(model.model_id, code[0], code[2:]), where
         assert ladders[1].open(code)[1] == old[2:], where
 
 
@@ -197,7 +202,9 @@ def test_blocks_match_a_plain_forward_closely() -> None:
     assert torch.allclose(runner(x), layer(x), atol=1e-5)
 
 
-GOLDEN_Q4_CODE = "64751a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"
+GOLDEN_Q4_CODE = (
+    "69901a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # 0x68 (level 4) | 1, check 0x190
+)
 GOLDEN_Q4_V2_CODE = "44cc1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, v0.1's framing
 
 

@@ -8,17 +8,18 @@ mutation is *accepted* when both let it through: the receiver would decode it in
 Mutation classes (per code):
 
 * ``flip version bit`` / ``flip level/variant bit`` / ``flip check bit`` / ``flip payload bit``:
-  every single-bit flip, by where the bit is;
+  every single-bit flip, by where the bit is (a v3 check bit: bit 0 of byte 0, or byte 1);
 * ``truncate 1`` / ``truncate 2``: the last one or two bytes cut off;
 * ``extend 1`` / ``extend 2``: one or two random bytes appended;
-* ``relabel to a served level``: byte 0 replaced by each other (level, variant) the ladder serves;
-  ``relabel to an unserved level``: by each other of the 32 (level, variant) pairs.
+* ``relabel to a served level``: byte 0's (level, variant) bits replaced by each other pair the
+  ladder serves, its check bit kept; ``relabel to an unserved level``: by each other of the 16
+  (level 0..7, variant) pairs.
 
-The bar (issue 8): at most 1/256 accepted in every class. A damaged code passes the keyed check
-1 time in 256 and must then pass the arithmetic decoder too, so every class is at most 1/256 in
-expectation; truncations sit at the bar (the decoder accepts ~99% of truncated payloads), so
-their measured rate lands on either side of it by chance. The CI test runs 600 codes (~89,000
-mutations, a few seconds) and asserts the bar with a statistical margin. The
+The bar (issue 8): at most 1/256 accepted in every class. A damaged code passes the keyed 9-bit
+check 1 time in 512 and must then pass the arithmetic decoder too, so every class is at most
+1/512 in expectation: half the bar, truncations included (the decoder accepts ~99% of truncated
+payloads, so they sit at about 1/512). The CI test runs 600 codes (~79,000 mutations, a few
+seconds) and asserts the bar with a margin for chance that still stays below 1/256. The
 full measurement (≥ 100,000 mutations, and the v1 ``seed`` model too) prints its table::
 
     .venv/bin/python tests/unit/test_mutations.py [digits per level, default 1000]
@@ -47,7 +48,8 @@ from latentwire.data import MnistSplit, load_mnist
 from latentwire.errors import LatentwireError
 from latentwire.ladder import DecoderLadder, EncoderLadder
 
-LIMIT = 1 / 256
+LIMIT = 1 / 256  # the bar
+CHECK = 1 / 512  # how often a changed (header, payload) passes the 9-bit check
 CLASSES = [
     "flip version bit",
     "flip level/variant bit",
@@ -85,8 +87,8 @@ def accepted(ladder: DecoderLadder, code: bytes) -> bool:
 def decoder_accepts(ladder: DecoderLadder, code: bytes) -> bool:
     """Whether the arithmetic decoder of the model byte 0 names accepts the payload, check aside.
 
-    A v3 mutation is accepted iff this holds and the check byte matches; the keyed check matches
-    a changed (byte 0, payload) 1 time in 256 independently of the rest, so 1/256 times the rate
+    A v3 mutation is accepted iff this holds and the check matches; the keyed check matches a
+    changed (header, payload) 1 time in 512 independently of the rest, so 1/512 times the rate
     of this is the expected acceptance rate: a far more precise estimate than counting the rare
     acceptances themselves.
     """
@@ -112,10 +114,10 @@ def mutations(code: bytes, rng: np.random.Generator, served: set[int]) -> Iterat
         mutated[bit // 8] ^= 0x80 >> (bit % 8)  # bit 0 is byte 0's most significant bit
         if bit < 3:
             kind = "flip version bit"
-        elif bit < 8:
-            kind = "flip level/variant bit"
-        elif bit < 16 and v3:
+        elif v3 and (bit == 7 or 8 <= bit < 16):  # bit 0 of byte 0, and byte 1
             kind = "flip check bit"
+        elif bit < 8:
+            kind = "flip level/variant bit"  # v1: the reserved bits
         else:
             kind = "flip payload bit"  # v1: model id, length, payload and CRC alike
         yield kind, bytes(mutated)
@@ -123,10 +125,10 @@ def mutations(code: bytes, rng: np.random.Generator, served: set[int]) -> Iterat
         yield f"truncate {n}", code[:-n]
         yield f"extend {n}", code + rng.bytes(n)
     if v3:
-        for first in range(0x60, 0x80):
-            if first != code[0]:
-                kind = "relabel to a served level" if first in served else "relabel to an unserved level"
-                yield kind, bytes([first]) + code[1:]
+        for header in range(0x60, 0x80, 2):  # every (level, variant), the check bit kept
+            if header != code[0] & 0xFE:
+                kind = "relabel to a served level" if header in served else "relabel to an unserved level"
+                yield kind, bytes([header | code[0] & 1]) + code[1:]
 
 
 def measure(
@@ -145,7 +147,9 @@ def measure(
     """
     rng = np.random.default_rng(seed)
     by_class, by_model, forged = Tally(), Tally(), Tally()
-    served = {m.level | (0x10 if m.denoise else 0) | 0x60 for m in decoders.levels() if m.format_version == 3}
+    served = {
+        m.level << 1 | (0x10 if m.denoise else 0) | 0x60 for m in decoders.levels() if m.format_version == 3
+    }
     for compressor in encoders.levels():
         label = f"q{compressor.level}{'-denoise' if compressor.denoise else ''}"
         v1 = compressor.format_version == bitstream.FORMAT_V1
@@ -192,9 +196,15 @@ def table(tally: Tally, keys: list[str] | None = None, *, bar: bool = True) -> s
             continue
         bound = upper_bound(k, n)
         verdict = ""
-        if bar:  # above 1/256 but not significantly (99.9%): chance, at a true rate of about 1/256
+        if bar:  # "yes": its 95% upper bound is under 1/256 too; "yes, rate": the measured rate only
             verdict = (
-                "  yes" if k / n <= LIMIT else "  within noise" if lower_bound(k, n) <= LIMIT else "  NO"
+                "  yes"
+                if bound < LIMIT
+                else "  yes, rate"
+                if k / n <= LIMIT
+                else "  within noise"
+                if lower_bound(k, n) <= LIMIT
+                else "  NO"
             )
         lines.append(f"{key:<44} {n:>9} {k:>8} {k / n:>10.5f} {bound:>10.5f}{verdict}")
     total_n, total_k = sum(tally.tried.values()), sum(tally.accepted.values())
@@ -203,10 +213,15 @@ def table(tally: Tally, keys: list[str] | None = None, *, bar: bool = True) -> s
 
 
 def assert_within_bar(tally: Tally) -> None:
-    """Each class at most 1/256, with a margin of 4 standard deviations (and 2) for chance."""
+    """Each class within chance of its 1/512 expectation: 4 standard deviations (and 2) above it.
+
+    From about 10,000 mutations a class up (payload flips here; every class of the full run) that
+    allowance is itself below 1/256; and no class may be significantly (99.9%) above 1/512.
+    """
     for kind, n in tally.tried.items():
-        allowed = n * LIMIT + 4 * math.sqrt(n * LIMIT) + 2
-        assert tally.accepted[kind] <= allowed, (kind, tally.accepted[kind], n)
+        k = tally.accepted[kind]
+        assert k <= n * CHECK + 4 * math.sqrt(n * CHECK) + 2, (kind, k, n)
+        assert lower_bound(k, n) <= CHECK, (kind, k, n)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +232,7 @@ def ladders() -> tuple[EncoderLadder, DecoderLadder]:
 def test_mutated_real_codes_are_refused(
     ladders: tuple[EncoderLadder, DecoderLadder], mnist_test: MnistSplit
 ) -> None:
-    """100 digits × 6 levels: about 90,000 mutations (~150 a code) in a few seconds."""
+    """100 digits × 6 levels: about 79,000 mutations (~130 a code) in a few seconds."""
     by_class, _, forged = measure(*ladders, mnist_test.images[:100], seed=1)
     print("\n" + table(by_class, CLASSES) + "\n" + table(forged, bar=False))
     assert set(by_class.tried) == set(CLASSES)
@@ -257,7 +272,7 @@ def test_mutated_batch_containers_are_refused(ladders: tuple[EncoderLadder, Deco
     assert receiver.unpack_batch(container, max_codes=16) == compressor.compress(split.images[:16])
     assert (len(container) - sum(len(c) - 2 for c in compressor.compress(split.images[:16]))) / 16 < 1.5
     mutated = [container[:-n] for n in (1, 2)] + [container + b"\x01", container + b"\x00\x00"]
-    mutated += [container[:2] + bytes([first]) + container[3:] for first in range(0x61, 0x80)]
+    mutated += [container[:2] + bytes([first]) + container[3:] for first in range(0x60, 0x80)]
     for bit in range(8 * len(container)):
         flipped = bytearray(container)
         flipped[bit // 8] ^= 0x80 >> (bit % 8)
@@ -282,19 +297,20 @@ def lower_bound(accepted: int, tried: int, z: float = 3.0) -> float:
 def test_full_mutation_table(mnist_test: MnistSplit) -> None:
     by_class, _, _, alone = main(1000, mnist_test)
     assert sum(by_class.tried.values()) >= 100_000
-    for kind, n in by_class.tried.items():  # no class is significantly above 1/256
-        assert lower_bound(by_class.accepted[kind], n) <= LIMIT, kind
+    for kind, n in by_class.tried.items():  # every class within the bar, none significantly above 1/512
+        assert by_class.accepted[kind] <= n * LIMIT, kind
+        assert lower_bound(by_class.accepted[kind], n) <= CHECK, kind
     assert set(alone.tried) == set(CLASSES)
 
 
 def expected_table(by_class: Tally, alone: Tally) -> str:
-    lines = [f"{'class':<32} {'decoder alone accepts':>22} {'expected rate (÷256)':>21} {'measured':>9}"]
+    lines = [f"{'class':<32} {'decoder alone accepts':>22} {'expected rate (÷512)':>21} {'measured':>9}"]
     for kind in CLASSES:
         n, k = alone.tried[kind], alone.accepted[kind]
         if n:
             measured = by_class.accepted[kind] / by_class.tried[kind]
             expected = (
-                0.0 if kind == "flip check bit" else k / n * LIMIT
+                0.0 if kind == "flip check bit" else k / n * CHECK
             )  # the check is a function of the rest
             lines.append(f"{kind:<32} {k:>10}/{n:<11} {expected:>21.5f} {measured:>9.5f}")
     return "\n".join(lines)
