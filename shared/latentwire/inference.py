@@ -41,8 +41,9 @@ from torch import nn
 
 __all__ = ["BLOCK", "InvariantRunner"]
 
-#: Images per forward pass. A lone image pays for 16 (encoder ~1 ms, decoder ~2 ms on one core);
-#: big batches run at ~85% of the networks' best speed (measured: latentwire-bench).
+#: Images per forward pass. A lone image pays for 16 (encoder ~1.1 ms, decoder ~1.5 ms on one
+#: core); on one thread, blocks of 16 run at ~80% (encoder) and ~85% (decoder) of the speed of
+#: their best batch size (64); torch's second thread helps them less than it helps big batches.
 BLOCK = 16
 
 
