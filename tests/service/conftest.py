@@ -232,6 +232,19 @@ def services(
 
 
 @pytest.fixture(scope="session")
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
+    """A sender and a receiver on the shipped ladder (no checkpoint flag: the defaults), loaded
+    before their apps are built (so their OpenAPI documents list the ladder's levels)."""
+    log_dir = tmp_path_factory.mktemp("shipped-logs")
+    sender, receiver = start_services(
+        [("sender", "--encoder", None), ("receiver", "--decoder", None)], log_dir
+    )
+    yield sender, receiver
+    sender.stop()
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
 def sender(services: tuple[Service, Service]) -> Service:
     return services[0]
 

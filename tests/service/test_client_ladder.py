@@ -20,7 +20,7 @@ from latentwire.ladder import EncoderLadder
 from latentwire.preprocess import load_digit
 from latentwire_client import AsyncLatentwireClient, LatentwireClient, ServiceError
 from latentwire_client.cli import main
-from tests.service.conftest import Service, start_services
+from tests.service.conftest import Service
 
 SAMPLES = Path(latentwire.__file__).parent / "samples"
 DIGIT = SAMPLES / "mnist-test-0.png"  # 28×28
@@ -30,17 +30,6 @@ PHOTO = SAMPLES / "digit-on-paper.png"  # a photo: normalized by the sender
 @pytest.fixture(scope="module")
 def ladder() -> EncoderLadder:
     return EncoderLadder.load()
-
-
-@pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    log_dir = tmp_path_factory.mktemp("client-ladder-logs")
-    sender, receiver = start_services(
-        [("sender", "--encoder", None), ("receiver", "--decoder", None)], log_dir
-    )
-    yield sender, receiver
-    sender.stop()
-    receiver.stop()
 
 
 @pytest.fixture

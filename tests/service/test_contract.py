@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from latentwire import bitstream
 from latentwire_http.requests import B64URL_PATTERN, form_field_bytes
 from latentwire_sender.main import create_app as create_sender
 from latentwire_sender.settings import SenderSettings
-from tests.service.conftest import Service, assert_error, service_env, start_services
+from tests.service.conftest import Service, assert_error, service_env
 from tests.service.test_contract_hooks import DATA_ENV, digit_image
 
 pytest.importorskip("schemathesis")
@@ -45,18 +44,6 @@ expected-statuses = ["2xx"]
 [checks.negative_data_rejection]
 expected-statuses = {json.dumps(NEGATIVE_STATUSES)}
 """
-
-
-@pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    """A sender and a receiver serving the shipped ladder (loaded before the app is built)."""
-    sender, receiver = start_services(
-        [("sender", "--encoder", None), ("receiver", "--decoder", None)],
-        tmp_path_factory.mktemp("contract-logs"),
-    )
-    yield sender, receiver
-    sender.stop()
-    receiver.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,18 +32,6 @@ OCTET = {"Accept": "application/octet-stream"}
 @pytest.fixture(scope="module")
 def ladders() -> tuple[EncoderLadder, DecoderLadder]:
     return EncoderLadder.load(), DecoderLadder.load()
-
-
-@pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    """A sender and a receiver on the shipped ladder (no checkpoint flag: the defaults)."""
-    log_dir = tmp_path_factory.mktemp("shipped-logs")
-    sender, receiver = start_services(
-        [("sender", "--encoder", None), ("receiver", "--decoder", None)], log_dir
-    )
-    yield sender, receiver
-    sender.stop()
-    receiver.stop()
 
 
 @pytest.fixture(scope="module")
