@@ -77,8 +77,8 @@ class MicroBatcher(Generic[In, Out]):
         self._thread: threading.Thread | None = None
         self._closing = False
         self._unanswered: set[asyncio.Future[list[Out | Exception]]] = set()
-        self.batches = 0  # forward passes so far (for logs, tests and the benchmark)
-        self.items = 0
+        #: Called on the worker thread after each pass with its size and seconds (e.g. metrics).
+        self.on_pass: Callable[[int, float], None] | None = None
 
     @classmethod
     def from_settings(
@@ -192,6 +192,7 @@ class MicroBatcher(Generic[In, Out]):
         results: list[Out | Exception] = []
         for start in range(0, len(items), self.max_batch):
             chunk = items[start : start + self.max_batch]
+            started = time.perf_counter()
             try:
                 done = self.process(chunk)
                 if len(done) != len(chunk):
@@ -200,8 +201,8 @@ class MicroBatcher(Generic[In, Out]):
                 log.exception("%s: a batch of %d failed", self.name, len(chunk))
                 done = [exc] * len(chunk)
             results.extend(done)
-            self.batches += 1
-        self.items += len(items)
+            if self.on_pass is not None:
+                self.on_pass(len(chunk), time.perf_counter() - started)
         return results
 
     def _work(self) -> None:

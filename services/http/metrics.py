@@ -23,8 +23,7 @@ path no route matches is ``unmatched``), ``method`` one of the HTTP methods or `
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -223,23 +222,15 @@ def count_rejection(request: Request) -> None:
 
 
 def instrument_batcher(batcher: Any, metrics: ServiceMetrics) -> None:
-    """Observe each forward pass's size and time by wrapping ``batcher.process``.
-
-    ``MicroBatcher`` calls ``process`` once per pass of at most ``max_batch`` items, on its
-    worker thread (the metrics are thread-safe).
-    """
-    process: Callable[[list[Any]], Sequence[Any]] = batcher.process
+    """Observe each forward pass's size and time (``MicroBatcher.on_pass``, on its worker thread;
+    the metrics are thread-safe)."""
     size, duration = metrics.batch_size, metrics.batch_duration
 
-    def measured(items: list[Any]) -> Sequence[Any]:
-        start = time.perf_counter()
-        try:
-            return process(items)
-        finally:
-            duration.observe(time.perf_counter() - start)
-            size.observe(len(items))
+    def observe(items: int, seconds: float) -> None:
+        size.observe(items)
+        duration.observe(seconds)
 
-    batcher.process = measured
+    batcher.on_pass = observe
 
 
 def metrics_router() -> APIRouter:

@@ -1,7 +1,7 @@
 """What the routes take from the app: the settings, the ladder and the batcher (``app.state``).
 
 All ``async def``: FastAPI runs a plain ``def`` dependency on a worker thread, a thread hop per
-dependency per request (measured: ~40% of a small request's time).
+dependency per request (measured: ~10% of the event loop's time on /encode).
 """
 
 from __future__ import annotations

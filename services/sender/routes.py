@@ -19,7 +19,7 @@ from latentwire import bitstream
 from latentwire.codec import Compressor
 from latentwire.errors import BadRequestError, LatentwireError, TooLargeError, UnsupportedMediaError
 from latentwire.ladder import EncoderLadder
-from latentwire.preprocess import image_size, load_digit
+from latentwire.preprocess import load_digit
 from latentwire_http.budget import ByteBudget
 from latentwire_http.metrics import observe_code_sizes
 from latentwire_http.requests import (
@@ -175,13 +175,6 @@ async def uploaded_images(request: Request, settings: SenderSettings) -> list[by
         await form.close()  # the spooled upload files
 
 
-def _is_small(data: bytes, max_pixels: int) -> bool:
-    if len(data) > INLINE_MAX_BYTES:
-        return False
-    width, height = image_size(data, max_pixels=max_pixels)  # the header only; raises on junk
-    return width * height <= INLINE_MAX_PIXELS
-
-
 async def load_digits(request: Request, images: list[bytes], *, preprocess: bool) -> np.ndarray:
     """Uploaded files → MNIST-style digits, uint8 (N, 28, 28)."""
     settings: SenderSettings = request.app.state.settings
@@ -191,8 +184,13 @@ async def load_digits(request: Request, images: list[bytes], *, preprocess: bool
             [load_digit(data, normalize=preprocess, max_pixels=settings.max_image_pixels) for data in images]
         )
 
-    if len(images) == 1 and _is_small(images[0], settings.max_image_pixels):
-        return load_all()
+    if len(images) == 1 and len(images[0]) <= INLINE_MAX_BYTES:
+        limit = min(INLINE_MAX_PIXELS, settings.max_image_pixels)
+        try:  # the size check reads the header before any pixel is decoded: a large image costs nothing
+            return load_digit(images[0], normalize=preprocess, max_pixels=limit)[None]
+        except TooLargeError:
+            if limit == settings.max_image_pixels:
+                raise
     return await anyio.to_thread.run_sync(load_all, limiter=request.app.state.decode_limiter)
 
 
@@ -290,11 +288,12 @@ def build_router(settings: SenderSettings | None = None, ladder: EncoderLadder |
                 hint="send the images as multipart/form-data files",
             )
         payloads = await encode_images(request, batcher, compressor, preprocess=preprocess, batch=True)
-        codes = [compressor.frame(p) for p in payloads]
-        observe_code_sizes(request, compressor.level, [len(c) for c in codes], denoise=compressor.denoise)
+        sizes = [len(p) + compressor.framing_bytes for p in payloads]
+        observe_code_sizes(request, compressor.level, sizes, denoise=compressor.denoise)
         if wants_octet_stream(request):
             container = compressor.pack_batch(payloads)
             return Response(container, media_type=bitstream.BATCH_MEDIA_TYPE, headers=_headers(compressor))
+        codes = [compressor.frame(p) for p in payloads]
         body = EncodeBatchResponse(
             model_id=compressor.model_id,
             quality=compressor.level,

@@ -86,6 +86,7 @@ __all__ = [
     "FORMAT_V1",
     "FORMAT_V2",
     "FORMAT_V3",
+    "FRAMING_BYTES",
     "MAX_LEVEL",
     "MODEL_ID_BYTES",
     "READ_VERSIONS_HINT",
@@ -116,6 +117,8 @@ _VERSION_SHIFT = 5
 _V1_HEADER = struct.Struct(">B8sH")  # version byte, model id, payload length
 _CRC = struct.Struct(">I")
 _V1_OVERHEAD = _V1_HEADER.size + _CRC.size  # 15 bytes
+#: Bytes a standalone code adds to its payload, by format version.
+FRAMING_BYTES = {FORMAT_V1: _V1_OVERHEAD, FORMAT_V3: 2}
 _BATCH_MAGIC = b"LB\x01"
 _BATCH_V2_MAGIC = b"LB\x02"
 _BATCH_HEADER = 7  # container v3: magic, the codes' byte 0, 4-byte tag

@@ -209,6 +209,11 @@ class Compressor(ModelHalf):
             return [p.tobytes() for p in self.quantizer.quantize(self.latents(images))]
         return [arithmetic.encode(row.tolist(), self._rows) for row in self.symbols(images)]
 
+    @property
+    def framing_bytes(self) -> int:
+        """What ``frame`` adds to a payload: a code is ``len(payload) + framing_bytes`` bytes."""
+        return bitstream.FRAMING_BYTES[self.format_version]
+
     def frame(self, payload: bytes) -> bytes:
         if self.quantizer is not None:
             return bitstream.pack_v1(model_id=self.model_id, payload=payload)

@@ -145,3 +145,18 @@ async def test_a_request_larger_than_a_batch_runs_in_passes() -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         MicroBatcher(echo, max_batch=0, max_wait_s=0.0, max_pending=1, name="x")
+
+
+async def test_each_pass_is_reported_with_its_size() -> None:
+    seen: list[list[int]] = []
+    passes: list[tuple[int, float]] = []
+    batcher = doubler(seen)  # max_batch=8
+    batcher.on_pass = lambda size, seconds: passes.append((size, seconds))
+    batcher.start()
+    try:
+        with batcher.admit(20) as admission:
+            await admission.run(list(range(20)))
+    finally:
+        await batcher.close()
+    assert [size for size, _ in passes] == [8, 8, 4]
+    assert all(seconds >= 0 for _, seconds in passes)

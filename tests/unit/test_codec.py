@@ -172,3 +172,12 @@ def test_shipped_bounds_are_below_the_coders(tmp_path: Path, checkpoint_factory:
         decompressor.latent_values(bytes(decompressor.max_payload + 1))
     v1 = Decompressor.from_checkpoint(checkpoint_factory(tmp_path / "v1"))
     assert v1.max_payload == 8 * 7 * 7
+
+
+def test_framing_bytes_is_what_frame_adds(
+    tiny_checkpoint: Path, tmp_path: Path, checkpoint_factory: Callable[..., Path]
+) -> None:
+    v3 = Compressor.from_checkpoint(checkpoint_factory(tmp_path / "v3", preset="dense-tiny", level=2))
+    for model in (Compressor.from_checkpoint(tiny_checkpoint), v3):
+        for payload in model.payloads(IMAGES):
+            assert len(model.frame(payload)) == len(payload) + model.framing_bytes
