@@ -1,9 +1,10 @@
 """Fixtures for the integration tests: the docker-compose stack, driven through the real `docker compose`.
 
-Every test here talks to the services only through the ports that docker-compose.yml publishes on
-127.0.0.1, never through container addresses. Each stack is a compose project of its own
-(``latentwire-it-<pid>-<n>``) on free ports, so a developer's own `docker compose up` or local
-services on 8001/8002 are left alone; each is torn down with ``down -v`` at the end.
+Every test here talks to the services only through the one port that docker-compose.yml publishes
+on 127.0.0.1, the gateway's (``Compose.url("sender")`` is the gateway's ``/sender`` prefix, which
+reaches a sender replica's own paths), never through container addresses. Each stack is a compose
+project of its own (``latentwire-it-<pid>-<n>``) on a free port, so a developer's own `docker
+compose up` or local services are left alone; each is torn down with ``down -v`` at the end.
 
 Where no Docker engine (or no Compose v2) answers, the tests skip with the reason, except under
 CI=true, where they fail: CI must run them (`.ci/run` starts the engine).
@@ -45,7 +46,7 @@ IN_CI = os.environ.get("CI") == "true"
 BUILD_TIMEOUT_S = 1800  # a first build on a developer's machine downloads the base image and torch
 UP_TIMEOUT_S = 240
 SERVICES = ("sender", "receiver")
-PORTS = {"sender": 8001, "receiver": 8002}  # container ports
+PORTS = {"sender": 8001, "receiver": 8002, "gateway": 8080}  # container ports
 # Settings the stack under test runs with: tighter than the defaults, so that the tests also show
 # that the compose file hands each setting to its container.
 STACK_SETTINGS = {
@@ -175,13 +176,16 @@ class Compose:
         env.pop("COMPOSE_PROJECT_NAME", None)
         env.pop("COMPOSE_PROFILES", None)
         env.pop("COMPOSE_FILE", None)
-        ports = {service: free_port() for service in SERVICES}
-        env["LATENTWIRE_SENDER_PORT"] = str(ports["sender"])
-        env["LATENTWIRE_RECEIVER_PORT"] = str(ports["receiver"])
+        ports = {"gateway": free_port()}
+        env["LATENTWIRE_GATEWAY_PORT"] = str(ports["gateway"])
         env.update(settings)
         return cls(project=project, env=env, ports=ports)
 
-    def url(self, service: str) -> str:
+    def url(self, service: str = "gateway") -> str:
+        """The gateway's URL, or for ``sender`` / ``receiver`` its prefix that reaches a replica of
+        that service (``/sender/v1/model`` is GET /v1/model of a sender); else a published port."""
+        if service in SERVICES:
+            return f"http://127.0.0.1:{self.ports['gateway']}/{service}"
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def __call__(
@@ -209,11 +213,22 @@ class Compose:
         if os.environ.get("LATENTWIRE_IT_BUILD", "1") != "0":
             self("build", *services, timeout=BUILD_TIMEOUT_S)
 
-    def up(self, *profiles: str) -> None:
-        """Start the sender and the receiver (and the services of ``profiles``), wait until healthy."""
+    def up(self, *profiles: str, scale: dict[str, int] | None = None) -> None:
+        """Start the sender, the receiver and the gateway (and the services of ``profiles``; with
+        ``scale``, that many replicas of a service), wait until all are healthy."""
         flags = [arg for profile in profiles for arg in ("--profile", profile)]
+        scaled = [arg for service, n in (scale or {}).items() for arg in ("--scale", f"{service}={n}")]
         try:
-            self(*flags, "up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60)
+            self(
+                *flags,
+                "up",
+                "-d",
+                "--wait",
+                "--wait-timeout",
+                str(UP_TIMEOUT_S),
+                *scaled,
+                timeout=UP_TIMEOUT_S + 60,
+            )
         except ComposeError as exc:
             raise ComposeError(f"{exc}\n--- docker compose logs ---\n{self.logs(*profiles)}") from None
 
@@ -233,9 +248,15 @@ class Compose:
         return self("exec", "-T", service, *cmd, input=input, timeout=timeout)
 
     def container(self, service: str) -> str:
-        ids = self("ps", "-a", "-q", service, timeout=30).stdout.decode().split()
+        ids = self.containers(service)
         assert len(ids) == 1, f"expected one {service} container, found {ids}"
         return ids[0]
+
+    def containers(self, service: str) -> list[str]:
+        """The ids of ``service``'s containers (its replicas), running or not, by replica number."""
+        out = self("ps", "-a", "--format", "json", service, timeout=30).stdout.decode()
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [str(row["ID"]) for row in sorted(rows, key=lambda row: int(row["Name"].rsplit("-", 1)[1]))]
 
     def inspect(self, service: str) -> dict:
         out = run(["docker", "inspect", self.container(service)], timeout=30).stdout
@@ -267,6 +288,23 @@ class Compose:
                 return
             time.sleep(0.5)
         raise ComposeError(f"{service} not healthy after {deadline_s:.0f} s (last: {status})\n{self.logs()}")
+
+    def wait_routed(self, service: str, *, deadline_s: float = 30) -> None:
+        """Wait until the gateway reaches a ready replica of ``service``: it follows the replicas
+        in DNS every couple of seconds, so a container just started may not be in its list yet."""
+        end = time.monotonic() + deadline_s
+        last = "?"
+        with httpx.Client(base_url=self.url(service), timeout=5) as client:
+            while time.monotonic() < end:
+                try:
+                    response = client.get("/readyz")
+                    if response.status_code == 200:
+                        return
+                    last = f"{response.status_code} {response.text[:200]}"
+                except httpx.TransportError as exc:
+                    last = repr(exc)
+                time.sleep(0.25)
+        raise ComposeError(f"the gateway does not reach {service} after {deadline_s:.0f} s: {last}\n{self.logs()}")
 
 
 @pytest.fixture(scope="session")

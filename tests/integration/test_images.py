@@ -201,16 +201,20 @@ def test_images_share_the_torch_layers(images: dict[str, str]) -> None:
 
 
 def test_in_container_ports_stay_fixed(images: dict[str, str]) -> None:
-    """LATENTWIRE_SENDER_PORT / LATENTWIRE_RECEIVER_PORT are host ports for compose: the compose
-    file must not hand them to the containers, where they would move the services."""
+    """The services listen on 8001 and 8002 in their containers, and the compose file hands them
+    no *_PORT or *_HOST setting that would move them (the gateway finds them there); they publish
+    nothing: LATENTWIRE_GATEWAY_PORT is the one host port, the gateway's 8080."""
     compose = Compose.new()
     config = json.loads(compose("config", "--format", "json", timeout=60).stdout)["services"]
     for service, port in (("sender", 8001), ("receiver", 8002)):
         env = config[service].get("environment") or {}
         assert not {k for k in env if k.endswith(("_PORT", "_HOST"))}, (service, sorted(env))
-        assert [p["target"] for p in config[service]["ports"]] == [port]
+        assert not config[service].get("ports"), (service, config[service].get("ports"))
         out = run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}", images[service]], timeout=30)
         assert f"LATENTWIRE_PORT={port}" in json.loads(out.stdout)
+    published = config["gateway"]["ports"]
+    assert [(p["host_ip"], p["target"]) for p in published] == [("127.0.0.1", 8080)], published
+    assert str(published[0]["published"]) == compose.env["LATENTWIRE_GATEWAY_PORT"]
 
 
 def test_settings_pass_through_under_their_own_names(docker: None) -> None:

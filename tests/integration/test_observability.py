@@ -23,7 +23,7 @@ from tests.integration.conftest import Compose, free_port
 pytestmark = pytest.mark.integration
 
 PROFILE = "observability"
-JOBS = {"sender": "sender:8001", "receiver": "receiver:8002"}  # Prometheus job -> scrape target
+JOBS = {"sender": 8001, "receiver": 8002}  # Prometheus job -> the port it scrapes on each replica
 REQUESTS_TOTAL = "latentwire_http_requests_total"
 DIGITS = 5  # real MNIST test digits sent through POST /encode
 TARGETS_UP_S = 60  # the first scrape comes within a scrape interval (2 s) of Prometheus' start
@@ -113,7 +113,12 @@ def test_both_targets_up(prometheus: httpx.Client, observed: Compose) -> None:
     wait_for("both /metrics targets up", probe, TARGETS_UP_S, lambda: observed.logs(PROFILE))
     targets = api(prometheus, "targets", state="active")["activeTargets"]
     urls = sorted(t["scrapeUrl"] for t in targets)
-    assert urls == sorted(f"http://{target}/metrics" for target in JOBS.values()), urls
+    # Found in the network's DNS: one target per replica, at the container's own address.
+    expected = []
+    for job, port in JOBS.items():
+        for network in observed.inspect(job)["NetworkSettings"]["Networks"].values():
+            expected.append(f"http://{network['IPAddress']}:{port}/metrics")
+    assert urls == sorted(expected), urls
     # `up` as a query too: what a dashboard or an alert rule reads
     for job in JOBS:
         assert scalar(prometheus, f'up{{job="{job}"}}') == 1.0, job

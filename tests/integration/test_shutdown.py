@@ -82,6 +82,7 @@ def _running(compose: Compose, service: str) -> None:
     if not _exit_state(compose, service)["Running"]:
         compose("start", service, timeout=120)
     compose.wait_healthy(service)
+    compose.wait_routed(service)
 
 
 def _logs_since(compose: Compose, service: str, since: float) -> str:
@@ -162,9 +163,11 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(
     assert "Shutting down" in log, log[-2000:]
     assert "Traceback" not in log, log[-4000:]
 
-    # And back: `start` runs the same container again, healthy, serving.
+    # And back: `start` runs the same container again, healthy, serving (through the gateway,
+    # which finds it in DNS again).
     compose("start", "sender", timeout=120)
     compose.wait_healthy("sender")
+    compose.wait_routed("sender")
     with httpx.Client(base_url=url, timeout=60) as client:
         again = _encode_batch(client, batch_files)
     assert again.status == 200 and again.codes == BATCH, again
@@ -175,8 +178,8 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(
 def test_new_connections_are_refused_while_draining(
     stack_to_stop: Compose, batch_files: list[tuple[str, tuple[str, bytes, str]]]
 ) -> None:
-    """Once the service logs its shutdown, a new connection is never served (it may still be
-    accepted by Docker's port proxy, which then closes it)."""
+    """Once the service logs its shutdown, a new request is never served by it: the gateway cannot
+    reach the only sender replica and answers its own 502 "unavailable" (or the connection fails)."""
     compose = stack_to_stop
     _running(compose, "sender")
     url = compose.url("sender")
@@ -207,9 +210,10 @@ def test_new_connections_are_refused_while_draining(
             try:
                 response = late.get("/v1/model")
             except httpx.TransportError:
-                pass  # refused, or closed by the port proxy: not served
+                pass  # refused or closed: not served
             else:
-                pytest.fail(f"a connection made after SIGTERM was served: {response.status_code}")
+                unavailable = response.status_code == 502 and response.json().get("error") == "unavailable"
+                assert unavailable, f"a request made after SIGTERM was served: {response.status_code} {response.text[:300]}"
         stopper.join(timeout=60)
         for thread in threads:
             thread.join(timeout=60)
