@@ -315,3 +315,33 @@ def test_a_service_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
     service = bench_http.Service("sender", argv, bench_http.free_port(), tmp_path / "sender.log")
     with pytest.raises(BenchError, match=r"(?s)exited with 3.*no models here"), bench_http.running(service):
         pass
+
+
+# --------------------------------------------------------------------------- latentwire-bench-scaling
+
+
+def test_scaling_ratios_compare_each_row_with_its_fewest_replicas() -> None:
+    from latentwire_eval.bench_scaling import ScalingResult, ScalingRow, scaling_table, with_ratios
+
+    rows = with_ratios(
+        [
+            ScalingRow(1, "/encode", 8, 1000.0, 7.0, 9.0, 0),
+            ScalingRow(1, "/decode", 8, 800.0, 7.0, 9.0, 0),
+            ScalingRow(2, "/encode", 8, 1500.0, 5.0, 8.0, 0),
+            ScalingRow(2, "/decode", 8, 800.0, 7.0, 9.0, 3),
+            ScalingRow(2, "/decode", 64, 900.0, 7.0, 9.0, 0),  # no 1-replica row to compare with
+        ]
+    )
+    assert [r.x_one_replica for r in rows] == [1.0, 1.0, 1.5, 1.0, None]
+    table = scaling_table(ScalingResult(header={"machine": "test"}, rows=rows))
+    assert table.rows[2][:5] == [2, "/encode", 8, 1500.0, 1.5]
+    assert "machine: test" in table.notes[0]
+
+
+def test_scaling_cli_refuses_bad_arguments(tmp_path: Path) -> None:
+    from latentwire_eval.bench_scaling import build_parser, run
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--replicas", "0,2"])
+    with pytest.raises(SystemExit, match="no compose file"):
+        run(["--compose-file", str(tmp_path / "missing.yml")])

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install the programs some tests drive, from Debian's packages, when they are missing:
+#   chromium  the browser demo's tests (Playwright drives it: its own browser download is blocked)
+#   kubectl   `kubectl kustomize` renders deploy/kubernetes for tests/unit/test_kubernetes.py
+# Without them those tests skip on a developer's machine; under CI=true they fail, so .ci/run
+# runs this first. Needs root (or sudo) and the Debian mirror.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v kubectl >/dev/null || missing+=(kubectl)
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "[test-tools] chromium and kubectl present"
+else
+    echo "[test-tools] installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    for package in "${missing[@]}"; do
+        # kubectl is `kubernetes-client` in some Debian releases.
+        as_root apt-get install -y -qq --no-install-recommends "$package" >/dev/null \
+            || { [ "$package" = kubectl ] && as_root apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; } \
+            || { echo "[test-tools] cannot install $package" >&2; exit 1; }
+    done
+fi
+chromium --version 2>/dev/null
+kubectl version --client 2>/dev/null | head -n 1
