@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install latentwire into .venv, start the sender (:8001) and the receiver (:8002) on the shipped
 # default model, and send two sample digits through both. The services keep running in the
-# background afterwards; `bash scripts/quickstart.sh stop` stops them.
+# background afterwards; `bash scripts/quickstart.sh stop` stops them. The sender also serves the
+# browser demo at /demo/ (docs/demo.md); the receiver allows the sender's origin (CORS) for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .run
@@ -23,7 +24,10 @@ sender_port=${LATENTWIRE_SENDER_PORT:-8001}
 receiver_port=${LATENTWIRE_RECEIVER_PORT:-8002}
 .venv/bin/latentwire-sender --port "$sender_port" >.run/sender.log 2>&1 &
 echo $! >.run/sender.pid
-.venv/bin/latentwire-receiver --port "$receiver_port" >.run/receiver.log 2>&1 &
+# The demo page comes from the sender's origin and calls the receiver: allow that origin (CORS).
+sender_origins="http://127.0.0.1:$sender_port,http://localhost:$sender_port"
+LATENTWIRE_RECEIVER_CORS_ORIGINS=${LATENTWIRE_RECEIVER_CORS_ORIGINS:-$sender_origins} \
+    .venv/bin/latentwire-receiver --port "$receiver_port" >.run/receiver.log 2>&1 &
 echo $! >.run/receiver.pid
 
 for url in "http://127.0.0.1:$sender_port" "http://127.0.0.1:$receiver_port"; do
@@ -41,4 +45,5 @@ samples=$(.venv/bin/python -c "import latentwire, pathlib; print(pathlib.Path(la
 .venv/bin/latentwire --sender-url "http://127.0.0.1:$sender_port" --receiver-url "http://127.0.0.1:$receiver_port" \
     roundtrip "$samples/mnist-test-0.png" "$samples/digit-on-paper.png" -o .run/decoded
 echo "reconstructions: .run/decoded/   logs: .run/sender.log .run/receiver.log"
+echo "browser demo: http://127.0.0.1:$sender_port/demo/?sender=http://127.0.0.1:$sender_port&receiver=http://127.0.0.1:$receiver_port"
 echo "the services keep running; stop them with: bash scripts/quickstart.sh stop"

@@ -38,7 +38,7 @@ from latentwire.preprocess import png_bytes
 from latentwire_eval.bench_http import BenchError, WrkTarget, bench_http, check_status, free_port
 from latentwire_eval.bench_report import Table, markdown_table
 
-__all__ = ["ScalingRow", "scaling_table", "run"]
+__all__ = ["ScalingRow", "run", "scaling_table"]
 
 PROJECT = "latentwire-bench-scaling"
 SERVICES = ("sender", "receiver")
@@ -67,13 +67,22 @@ def scaling_table(result: ScalingResult) -> Table:
         title="Through the gateway, by replicas of each service (wrk)",
         columns=["replicas", "endpoint", "connections", "req/s", "× 1 replica", "p50 ms", "p99 ms", "errors"],
         rows=[
-            [r.replicas, r.endpoint, r.connections, r.requests_per_s, r.x_one_replica, r.p50_ms, r.p99_ms, r.errors]
+            [
+                r.replicas,
+                r.endpoint,
+                r.connections,
+                r.requests_per_s,
+                r.x_one_replica,
+                r.p50_ms,
+                r.p99_ms,
+                r.errors,
+            ]
             for r in result.rows
         ],
         notes=[
-            "One MNIST PNG per /encode request, its code per /decode request; `gateway /healthz` is nginx "
-            "answering by itself (the ceiling of the front door). errors: non-2xx answers plus socket errors. "
-            + ", ".join(f"{k}: {v}" for k, v in result.header.items())
+            "One MNIST PNG per /encode request, its code per /decode request; `gateway /healthz` is "
+            "nginx answering by itself (the ceiling of the front door). errors: non-2xx answers plus "
+            "socket errors. " + ", ".join(f"{k}: {v}" for k, v in result.header.items())
         ],
     )
 
@@ -168,19 +177,25 @@ def measure(
         for n in replicas:
             running.scale(n)
             code = check_status(
-                running.url + "/encode", png, {"Content-Type": "image/png", "Accept": "application/octet-stream"}
+                running.url + "/encode",
+                png,
+                {"Content-Type": "image/png", "Accept": "application/octet-stream"},
             ).content
             httpx.get(running.url + "/healthz", timeout=10).raise_for_status()
             targets = [
                 WrkTarget("gateway /healthz", running.url + "/healthz", b"", {}),
                 WrkTarget("/encode", running.url + "/encode", png, {"Content-Type": "image/png"}),
-                WrkTarget("/decode", running.url + "/decode", code, {"Content-Type": "application/octet-stream"}),
+                WrkTarget(
+                    "/decode", running.url + "/decode", code, {"Content-Type": "application/octet-stream"}
+                ),
             ]
             for row in bench_http(targets, Path(tmp), connections=connections, duration_s=duration_s):
                 wrk = row.wrk
                 errors = wrk.non_2xx + sum(wrk.socket_errors.values())
                 result.rows.append(
-                    ScalingRow(n, row.target, row.connections, wrk.requests_per_s, wrk.p50_ms, wrk.p99_ms, errors)
+                    ScalingRow(
+                        n, row.target, row.connections, wrk.requests_per_s, wrk.p50_ms, wrk.p99_ms, errors
+                    )
                 )
     with_ratios(result.rows)
     return result
@@ -214,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if not args.compose_file.is_file():
-        sys.exit(f"latentwire-bench-scaling: no compose file at {args.compose_file} (run it from the repository root)")
+        sys.exit(
+            f"latentwire-bench-scaling: no compose file at {args.compose_file}"
+            " (run it from the repository root)"
+        )
     try:
         result = measure(
             args.compose_file.resolve(),

@@ -3,34 +3,40 @@ models and starts the micro-batcher; and ``serve``, which loads before it binds 
 
 Every app also gets the operations layer: ``GET /metrics`` (``latentwire_http.metrics``), a
 request id and one log line per request (``latentwire_http.observability``) and, when keys are
-configured, API keys (``latentwire_http.auth``). Both are pure ASGI middlewares::
+configured, API keys (``latentwire_http.auth``); with ``cors_origins``, CORS
+(``latentwire_http.cors``), outside the keys: a browser's preflight carries no key. An app may
+also serve directories of static files (the sender's demo page), open without keys::
 
-    ServerErrorMiddleware → ObservabilityMiddleware → ApiKeyMiddleware (keys only) → routes
+    ServerErrorMiddleware → ObservabilityMiddleware → CORS (origins only) → ApiKeyMiddleware
+    (keys only) → routes
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
 
 from latentwire import __version__
 from latentwire.errors import LatentwireError
 from latentwire.ladder import Ladder, describe
 from latentwire_http.auth import OPEN_PATHS, ApiKeyMiddleware, KeyRing, is_loopback
 from latentwire_http.batching import MicroBatcher
+from latentwire_http.cors import JsonCORSMiddleware
 from latentwire_http.errors import install_error_handlers
 from latentwire_http.metrics import ServiceMetrics, instrument_batcher, metrics_router, route_templates
 from latentwire_http.observability import ObservabilityMiddleware, configure_logging
 from latentwire_http.server import configure_threads, run_app, settle_garbage_collector
 from latentwire_http.settings import ServiceSettings
 
-__all__ = ["create_service_app", "health_router", "serve"]
+__all__ = ["create_service_app", "health_router", "mount_static", "serve"]
 
 log = logging.getLogger("latentwire.http")
 
@@ -47,6 +53,7 @@ def create_service_app(
     load: Callable[[], LadderT],
     batcher: Callable[[LadderT], MicroBatcher[Any, Any]],
     on_startup: Callable[[FastAPI], None] | None = None,
+    static: Mapping[str, Path] | None = None,
 ) -> FastAPI:
     """The app: ``app.state`` holds ``settings``, ``ladder`` and ``batcher`` for the routes.
 
@@ -55,6 +62,10 @@ def create_service_app(
     last in-flight request (uvicorn drains them first on SIGTERM). ``on_startup(app)`` adds what
     else a service keeps in ``app.state`` (it runs in the event loop). ``app.state.metrics``
     holds the app's metrics (its own registry).
+
+    ``static`` maps a path prefix (``/demo``) to a directory served below it (``/demo/`` answers
+    the directory's ``index.html``, ``/demo`` redirects there), open without API keys and left
+    out of the OpenAPI document.
     """
     keys = settings.api_key_values()
 
@@ -92,10 +103,21 @@ def create_service_app(
     own = [health_router(), metrics_router(), *routers]
     for router in own:
         app.include_router(router)
-    # Added last, outermost: every answer (a 401 too) gets a request id, a log line and metrics.
+    served = {prefix.rstrip("/"): directory for prefix, directory in (static or {}).items()}
+    for prefix, directory in served.items():
+        mount_static(app, prefix, directory)
     if keys:
         open_paths = OPEN_PATHS | {"/metrics"} if settings.metrics_open else OPEN_PATHS
-        app.add_middleware(ApiKeyMiddleware, keys=KeyRing(keys), open_paths=open_paths)
+        app.add_middleware(
+            ApiKeyMiddleware,
+            keys=KeyRing(keys),
+            open_paths=open_paths | set(served),
+            open_prefixes=[f"{prefix}/" for prefix in served],
+        )
+    origins = settings.cors_origin_values()
+    if origins:
+        app.add_middleware(JsonCORSMiddleware, origins=origins)
+    # Added last, outermost: every answer (a 401 too) gets a request id, a log line and metrics.
     templates = route_templates([*app.router.routes, *(route for router in own for route in router.routes)])
     app.add_middleware(
         ObservabilityMiddleware,
@@ -105,6 +127,24 @@ def create_service_app(
         templates=templates,
     )
     return app
+
+
+def mount_static(app: FastAPI, prefix: str, directory: Path) -> None:
+    """Serve ``directory`` under ``prefix/`` (``index.html`` for the directory itself).
+
+    ``prefix`` without its slash redirects to ``prefix/`` with a relative ``Location`` (and the
+    query string kept), so it also works behind a proxy that serves the app under a path.
+    """
+    if not prefix.startswith("/") or prefix == "/":
+        raise ValueError(f"a static prefix is a path below the root such as /demo, not {prefix!r}")
+    name = prefix.rsplit("/", 1)[-1]
+
+    async def to_directory(request: Request) -> RedirectResponse:
+        query = request.url.query
+        return RedirectResponse(f"{name}/" + (f"?{query}" if query else ""), status_code=307)
+
+    app.add_route(prefix, to_directory, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(prefix, StaticFiles(directory=directory, html=True), name=name)
 
 
 def _service_name(settings: ServiceSettings, title: str) -> str:

@@ -7,8 +7,10 @@ them, as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; without one it
     WWW-Authenticate: Bearer
     {"error": "unauthorized", "detail": "…", "hint": "…"}
 
-``/healthz`` and ``/readyz`` stay open (orchestrators probe them), and ``/metrics`` while
-``metrics_open``. The check runs before routing, so an unknown path gets 401 too, not 404.
+``/healthz`` and ``/readyz`` stay open (orchestrators probe them), ``/metrics`` while
+``metrics_open``, and the static files an app serves (the sender's demo page under ``/demo/``:
+public files that do no work; the requests the page makes still need a key). The check runs
+before routing, so an unknown path gets 401 too, not 404.
 
 Keys are compared in constant time: the SHA-256 digest of the presented key against every
 configured key's digest with ``hmac.compare_digest``, with no early exit (neither which key
@@ -72,10 +74,20 @@ def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
 class ApiKeyMiddleware:
     """401 for an HTTP request without a valid key, unless its path is open."""
 
-    def __init__(self, app: ASGIApp, *, keys: KeyRing, open_paths: Iterable[str] = OPEN_PATHS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing,
+        open_paths: Iterable[str] = OPEN_PATHS,
+        open_prefixes: Iterable[str] = (),
+    ) -> None:
+        """``open_paths`` are open exactly; every path under an ``open_prefixes`` entry
+        (``/demo/`` opens ``/demo/index.html``, ``/demo/a/b``) is open too."""
         self.app = app
         self.keys = keys
         self.open_paths = frozenset(open_paths)
+        self.open_prefixes = tuple(open_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self._is_open(scope):
@@ -107,7 +119,11 @@ class ApiKeyMiddleware:
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        return path in self.open_paths
+        if path in self.open_paths:
+            return True
+        # Under an open prefix, but never a path that climbs out of it (defence in depth: the
+        # router does not normalize paths, so such a path could only reach the static files).
+        return bool(self.open_prefixes) and path.startswith(self.open_prefixes) and "/.." not in path
 
 
 def is_loopback(host: str) -> bool:

@@ -170,8 +170,8 @@ def route_label(scope: Mapping[str, Any], templates: Sequence[tuple[re.Pattern[s
     """The template of the route that served ``scope`` (``/encode``), never the raw path.
 
     The router leaves the matched route in the scope; a request answered before routing (401)
-    or by a route that does not (FastAPI's /docs) is matched against ``templates``; else
-    ``unmatched``.
+    or by a route that does not (FastAPI's /docs, a mount of static files: its prefix) is matched
+    against ``templates``; else ``unmatched``.
     """
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -179,7 +179,8 @@ def route_label(scope: Mapping[str, Any], templates: Sequence[tuple[re.Pattern[s
         return path
     if templates:
         raw = scope.get("path", "")
-        root = scope.get("root_path", "")
+        # A mount (the demo's static files) extends root_path by its prefix; app_root_path keeps the app's.
+        root = scope.get("app_root_path", scope.get("root_path", ""))
         if root and raw.startswith(root):
             raw = raw[len(root) :]
         for regex, template in templates:

@@ -9,6 +9,7 @@ An empty variable counts as unset.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -21,6 +22,9 @@ from pydantic_settings import (
 )
 
 __all__ = ["ServiceSettings"]
+
+#: One origin of ``cors_origins``: scheme://host[:port], no path (or ``*``: every origin).
+_ORIGIN = re.compile(r"https?://[^/?#\s,]+")
 
 
 class ServiceSettings(BaseSettings):
@@ -61,11 +65,26 @@ class ServiceSettings(BaseSettings):
     api_keys_file: Path | None = None
     #: /metrics answers without a key (a scraper inside the deployment needs none).
     metrics_open: bool = True
+    #: Comma-separated origins (``scheme://host[:port]``, or ``*`` for any) whose browser pages
+    #: may call this service (CORS, latentwire_http.cors); empty: no CORS at all.
+    cors_origins: str = ""
 
     @field_validator("log_format", mode="before")
     @classmethod
     def _lower_log_format(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: str) -> str:
+        origins = [o.strip().removesuffix("/") for o in value.split(",") if o.strip()]
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not an origin: give scheme://host[:port] (no path), "
+                    "e.g. http://127.0.0.1:8001, or * for any origin"
+                )
+        return ",".join(origins)
 
     @model_validator(mode="after")
     def _batch_fits_queue(self) -> ServiceSettings:
@@ -99,6 +118,10 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"api_keys_file {self.api_keys_file} holds no key (one per line)")
             keys += from_file
         return list(dict.fromkeys(k for k in keys if k))
+
+    def cors_origin_values(self) -> list[str]:
+        """The origins allowed to call the service from a browser (empty: no CORS middleware)."""
+        return [origin for origin in self.cors_origins.split(",") if origin]
 
     @classmethod
     def settings_customise_sources(

@@ -15,11 +15,15 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from latentwire.ladder import EncoderLadder, compress_each
+from latentwire_demo import STATIC_DIR
 from latentwire_http.app import create_service_app, serve
 from latentwire_http.batching import MicroBatcher
 from latentwire_sender.deps import EncodeBatcher, EncodeItem
 from latentwire_sender.routes import build_router, startup
 from latentwire_sender.settings import SenderSettings
+
+#: Where the sender serves the browser demo (``demo`` setting); the gateway serves it at /.
+DEMO_PATH = "/demo"
 
 
 def load_ladder(settings: SenderSettings) -> EncoderLadder:
@@ -47,6 +51,7 @@ def create_app(settings: SenderSettings | None = None, *, ladder: EncoderLadder 
         load=lambda: load_ladder(resolved),
         batcher=lambda _: make_batcher(resolved),
         on_startup=startup,
+        static={DEMO_PATH: STATIC_DIR} if resolved.demo else None,
     )
 
 

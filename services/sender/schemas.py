@@ -13,6 +13,11 @@ class EncodedCode(BaseModel):
 class EncodeResponse(EncodedCode):
     model_id: str = Field(description="the model that made the code; the receiver must serve the same one")
     quality: int = Field(description="the quality level of that model")
+    input: str | None = Field(
+        default=None,
+        description="only with ?input=true: the 28×28 grayscale PNG of the digit the code was made from "
+        "(after the sender's preprocessing; the array the encoder was given), base64url without padding",
+    )
 
 
 class EncodeBatchResponse(BaseModel):

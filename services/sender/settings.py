@@ -31,3 +31,6 @@ class SenderSettings(ServiceSettings):
     # Request bodies held in memory at once, over all requests; a body that does not fit is
     # refused with 503 before it is read. Bounds memory under a flood of 10 MB photos.
     max_inflight_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Serve the browser demo (latentwire_demo's static page) at /demo/, open without API keys
+    # (the page's own requests still need one). Its query parameters name the services' URLs.
+    demo: bool = True

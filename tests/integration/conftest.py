@@ -304,7 +304,9 @@ class Compose:
                 except httpx.TransportError as exc:
                     last = repr(exc)
                 time.sleep(0.25)
-        raise ComposeError(f"the gateway does not reach {service} after {deadline_s:.0f} s: {last}\n{self.logs()}")
+        raise ComposeError(
+            f"the gateway does not reach {service} after {deadline_s:.0f} s: {last}\n{self.logs()}"
+        )
 
 
 @pytest.fixture(scope="session")

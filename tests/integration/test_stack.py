@@ -392,8 +392,8 @@ def _kill_server_process(stack: Compose, service: str) -> None:
 def test_receiver_crash_and_restart(stack: Compose, good_code: bytes) -> None:
     """A client keeps decoding while the receiver's process is killed: the restart policy brings it
     back, requests succeed again once it is healthy, and no response is ever a wrong image. In
-    between, the gateway answers 502 "unavailable" (its only receiver replica is down) or the
-    replica's own 503."""
+    between, the gateway answers 502 "unavailable" (its only receiver replica refuses connections)
+    or 504 "timeout" (the restarting container's address does not answer), or the replica its 503."""
     url = stack.url("receiver")
     with httpx.Client(base_url=url, timeout=10) as client:
         expected = client.post("/decode", content=good_code, headers=OCTET).content
@@ -436,7 +436,9 @@ def test_receiver_crash_and_restart(stack: Compose, good_code: bytes) -> None:
 
     kinds = {o for _, o in outcomes}
     assert "wrong" not in kinds, "a response carried a wrong image"
-    assert not {k for k in kinds if k.startswith("status") and k not in ("status 502", "status 503")}, kinds
+    assert not {
+        k for k in kinds if k.startswith("status") and k not in ("status 502", "status 503", "status 504")
+    }, kinds
     assert any(o != "ok" for _, o in outcomes), "the kill went unnoticed: no request failed"
     assert any(o == "ok" for t, o in outcomes if t < healthy_at), "no success before the kill"
     # and the sender was never touched

@@ -17,7 +17,7 @@ from PIL import Image
 from latentwire import bitstream
 from latentwire.checkpoint import DECODER_FILE, ENCODER_FILE
 from latentwire.codec import Compressor, Decompressor
-from latentwire.preprocess import load_digit
+from latentwire.preprocess import load_digit, png_bytes
 from tests.service.conftest import (
     READY_DEADLINE_S,
     Service,
@@ -83,6 +83,36 @@ def test_encode_answers_json_and_raw_bytes_alike(
     assert raw.content == code
     # the service gives exactly what the library gives for the same image
     assert [code] == compressor.compress(load_digit(png))
+
+
+def test_encode_input_is_the_png_of_the_digit_that_was_encoded(
+    http: httpx.Client, sender: Service, compressor: Compressor
+) -> None:
+    """?input=true: the 28×28 PNG of the very array the encoder was given (after preprocessing)."""
+    photo = np.full((90, 70), 230, np.uint8)  # dark ink on light paper, not 28×28: normalized first
+    photo[15:75, 30:42] = 20
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="PNG")
+    image = buffer.getvalue()
+    digit = load_digit(image)
+
+    response = http.post(f"{sender.url}/encode", params={"input": "true"}, content=image, headers=PNG)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    code, input_png = b64url_decode(body["code"]), b64url_decode(body["input"])
+    assert "=" not in body["input"]  # base64url without padding, like the code
+    assert np.array_equal(pixels(input_png), digit)  # 28×28 grayscale: what preprocessing made
+    assert [code] == compressor.compress(digit[None])  # and the code was made from it
+    assert input_png == png_bytes(digit)  # the receiver's PNG encoding: an honest size to compare with
+
+    plain = http.post(f"{sender.url}/encode", content=image, headers=PNG).json()
+    assert "input" not in plain and plain["code"] == body["code"]  # opt-in only, same code
+    raw = http.post(f"{sender.url}/encode", params={"input": "true"}, content=image, headers={**PNG, **OCTET})
+    assert raw.headers["content-type"] == "application/octet-stream" and raw.content == code
+    spec = http.get(f"{sender.url}/openapi.json").json()
+    (flag,) = [p for p in spec["paths"]["/encode"]["post"]["parameters"] if p["name"] == "input"]
+    assert flag["schema"]["type"] == "boolean" and not flag.get("required")
+    assert "input" in spec["components"]["schemas"]["EncodeResponse"]["properties"]
 
 
 def test_encode_accepts_one_multipart_file(

@@ -1,4 +1,4 @@
-"""Operations: /metrics, request ids, one log line per request, and API keys.
+"""Operations: /metrics, request ids, one log line per request, API keys and CORS.
 
 In process (``create_sender`` / ``create_receiver`` with ``serving``, as in test_errors.py), and
 once against real uvicorn processes (settings from the environment, logs from their output).
@@ -26,6 +26,7 @@ from latentwire.codec import Compressor
 from latentwire.ladder import DecoderLadder, EncoderLadder
 from latentwire.preprocess import png_bytes
 from latentwire_http.auth import KeyRing, is_loopback
+from latentwire_http.cors import JsonCORSMiddleware
 from latentwire_http.metrics import observe_code_sizes
 from latentwire_http.observability import JsonFormatter, sane_request_id
 from latentwire_receiver.main import create_app as create_receiver
@@ -421,6 +422,96 @@ async def test_startup_warning(
 def test_is_loopback() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost", "LOCALHOST"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "", "192.168.1.2", "example.org"]))
+
+
+# --------------------------------------------------------------------------- CORS
+
+ORIGIN = "http://127.0.0.1:8001"  # the demo page's origin when the sender serves it
+
+
+def preflight(method: str = "POST", origin: str = ORIGIN, headers: str | None = None) -> dict[str, str]:
+    sent = {"Origin": origin, "Access-Control-Request-Method": method}
+    return sent if headers is None else {**sent, "Access-Control-Request-Headers": headers}
+
+
+async def test_no_cors_by_default(decoder_ladder: DecoderLadder, code: bytes) -> None:
+    app = create_receiver(ReceiverSettings(), ladder=decoder_ladder)
+    assert not [m for m in app.user_middleware if m.cls is JsonCORSMiddleware]
+    async with serving(app) as client:
+        answer = await client.post("/decode", content=code, headers={**OCTET, "Origin": ORIGIN})
+        assert answer.status_code == 200
+        assert not [name for name in answer.headers if name.startswith("access-control-")]
+        assert_error(await client.options("/decode", headers=preflight()), 405, "http_error")
+
+
+async def test_cors_for_the_configured_origins(decoder_ladder: DecoderLadder, code: bytes) -> None:
+    settings = ReceiverSettings(cors_origins=f" {ORIGIN}/ ,http://demo.example:8000")
+    app = create_receiver(settings, ladder=decoder_ladder)
+    async with serving(app) as client:
+        allowed = await client.options("/decode", headers=preflight(headers="content-type,x-api-key"))
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["access-control-allow-origin"] == ORIGIN
+        assert allowed.headers["access-control-allow-methods"] == "GET, POST"
+        allowed_headers = set(allowed.headers["access-control-allow-headers"].lower().split(", "))
+        assert {"content-type", "x-api-key", "authorization", "x-request-id"} <= allowed_headers
+        assert "access-control-allow-credentials" not in allowed.headers
+
+        answer = await client.post("/decode", content=code, headers={**OCTET, "Origin": ORIGIN})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == ORIGIN
+        exposed = answer.headers["access-control-expose-headers"]
+        assert {"X-Request-ID", "X-Latentwire-Model", "Retry-After"} <= set(exposed.split(", "))
+        # a refusal is readable by the page too: its JSON detail and hint
+        refused = await client.post("/decode", content=code[:-1], headers={**OCTET, "Origin": ORIGIN})
+        assert_error(refused, 422, "bad_code")
+        assert refused.headers["access-control-allow-origin"] == ORIGIN
+
+        other = await client.post("/decode", content=code, headers={**OCTET, "Origin": "http://evil.example"})
+        assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+        for headers, what in [
+            (preflight(origin="http://evil.example"), "origin"),
+            (preflight(method="PUT"), "method"),
+            (preflight(headers="x-something-else"), "headers"),
+        ]:
+            body = assert_error(await client.options("/decode", headers=headers), 400, "bad_request")
+            assert f"not allowed: {what}" in body["detail"] and "cors_origins" in body["hint"], body
+        found = await scrape(client)
+    # a preflight is counted under its route's template
+    options = value(found, "latentwire_http_requests_total", route="/decode", method="OPTIONS", status="200")
+    assert options == 1
+
+
+async def test_cors_comes_before_the_keys(encoder_ladder: EncoderLadder, digit_png: bytes) -> None:
+    """A browser's preflight carries no key; the 401 it may then get is readable by the page."""
+    app = sender(encoder_ladder, api_keys=KEYS, cors_origins=ORIGIN)
+    async with serving(app) as client:
+        allowed = await client.options("/encode", headers=preflight(headers="x-api-key"))
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
+        refused = await client.post("/encode", content=digit_png, headers={**PNG, "Origin": ORIGIN})
+        assert_error(refused, 401, "unauthorized")
+        assert refused.headers["access-control-allow-origin"] == ORIGIN
+        ok = await client.post(
+            "/encode", content=digit_png, headers={**PNG, "Origin": ORIGIN, "X-API-Key": "k1-secret"}
+        )
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_cors_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ReceiverSettings().cors_origin_values() == []
+    assert SenderSettings(cors_origins="*").cors_origin_values() == ["*"]
+    given = " http://127.0.0.1:8001/ , https://demo.example ,, http://[::1]:9000"
+    assert ReceiverSettings(cors_origins=given).cors_origin_values() == [
+        "http://127.0.0.1:8001",
+        "https://demo.example",
+        "http://[::1]:9000",
+    ]
+    for bad in ("http://127.0.0.1:8001/demo/", "127.0.0.1:8001", "ftp://host", "http://a b"):
+        with pytest.raises(pydantic.ValidationError, match="is not an origin"):
+            ReceiverSettings(cors_origins=bad)
+    # the service's own variable first, then the shared one
+    monkeypatch.setenv("LATENTWIRE_CORS_ORIGINS", "http://shared.example")
+    monkeypatch.setenv("LATENTWIRE_RECEIVER_CORS_ORIGINS", ORIGIN)
+    assert ReceiverSettings().cors_origin_values() == [ORIGIN]
+    assert SenderSettings().cors_origin_values() == ["http://shared.example"]
 
 
 # --------------------------------------------------------------------------- real processes
