@@ -3,8 +3,9 @@ Playwright: tests/browser.py): the page the gateway serves at ``/`` calls ``/sen
 ``/receiver/…`` on the same origin, under the gateway's Content-Security-Policy.
 
 It draws a digit with the mouse and checks what the page shows against what the sender answered;
-a file that is not an image shows the sender's error. The screenshot goes to
-``$LATENTWIRE_SCREENSHOT_DIR`` when set (docs/images/demo.png in the README is one). Without
+a file that is not an image shows the sender's error. A screenshot of the result goes to
+``$LATENTWIRE_SCREENSHOT_DIR``, else build/screenshots/ (docs/images/demo.png in the README is
+one, taken with the stack on its default port). Without
 chromium the test skips, and fails under ``CI=true``.
 """
 
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 NOT_AN_IMAGE = ("x.png", "image/png", b"this is a text file, not a PNG\n")
+# Where the screenshot of the page with its result goes (build/ is ignored by git).
+SCREENSHOTS = Path(
+    os.environ.get("LATENTWIRE_SCREENSHOT_DIR")
+    or Path(__file__).resolve().parents[2] / "build" / "screenshots"
+)
 
 
 def _b64url(text: str) -> bytes:
@@ -75,9 +81,7 @@ def test_demo_page_through_the_gateway(stack: Compose) -> None:
         assert shown.input_loaded and shown.reconstruction_loaded, shown
         assert shown.reconstruction_width == shown.input_width == 28
         assert not shown.error
-        directory = os.environ.get("LATENTWIRE_SCREENSHOT_DIR")
-        if directory:
-            screenshot(page, Path(directory) / "demo-gateway.png")
+        screenshot(page, SCREENSHOTS / "demo-gateway.png")
 
         # A file that is not an image: the sender's own error, readable, in the alert region.
         with expect_result(page):
