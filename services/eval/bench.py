@@ -60,7 +60,7 @@ from latentwire_eval import bench_inproc as inproc
 from latentwire_eval import bench_overload as overload
 from latentwire_eval.bench_report import Report, Table, render_markdown, write_report
 
-__all__ = ["SECTIONS", "build_parser", "main", "run"]
+__all__ = ["SECTIONS", "build_parser", "main", "positive_ints", "run"]
 
 log = logging.getLogger("latentwire.bench")
 R = TypeVar("R")
@@ -101,7 +101,8 @@ _DEFAULTS: dict[str, tuple[float, float]] = {
 }
 
 
-def _ints(text: str) -> list[int]:
+def positive_ints(text: str) -> list[int]:
+    """An argparse type: comma-separated positive integers (``1,8,64``)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
@@ -135,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="write bench.md and bench.json here")
     p.add_argument("--duration", type=float, help="seconds per wrk run and of the batched round trip (10)")
-    p.add_argument("--connections", type=_ints, default=[1, 8, 64], help="wrk connection counts (1,8,64)")
+    p.add_argument(
+        "--connections", type=positive_ints, default=[1, 8, 64], help="wrk connection counts (1,8,64)"
+    )
     p.add_argument("--images", type=int, help="MNIST test digits for the in-process sections (2048)")
     p.add_argument("--batch", type=int, default=256, help="digits per batch, in process and over HTTP (256)")
     p.add_argument("--budget", type=float, help="seconds per in-process figure (1.0)")

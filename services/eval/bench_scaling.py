@@ -35,6 +35,7 @@ import httpx
 
 from latentwire.data import load_mnist
 from latentwire.preprocess import png_bytes
+from latentwire_eval.bench import positive_ints
 from latentwire_eval.bench_http import BenchError, WrkTarget, bench_http, check_status, free_port
 from latentwire_eval.bench_report import Table, markdown_table
 
@@ -201,24 +202,16 @@ def measure(
     return result
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("expected positive integers")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="latentwire-bench-scaling",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Needs Docker (Compose v2) and wrk. See docs/scaling.md.",
     )
-    p.add_argument("--replicas", type=_ints, default=[1, 2], help="replica counts of each service (1,2)")
-    p.add_argument("--connections", type=_ints, default=[8, 64], help="wrk connection counts (8,64)")
+    p.add_argument(
+        "--replicas", type=positive_ints, default=[1, 2], help="replica counts of each service (1,2)"
+    )
+    p.add_argument("--connections", type=positive_ints, default=[8, 64], help="wrk connection counts (8,64)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (10)")
     p.add_argument("--compose-file", type=Path, default=Path("docker-compose.yml"))
     p.add_argument("--no-build", action="store_true", help="use the images as they are")
