@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from latentwire.checkpoint import save_checkpoint
-from latentwire.codec import FACTORIZED, fit_quantizer, to_tensor
+from latentwire.codec import to_tensor
 from latentwire.data import MnistSplit, load_mnist
 from latentwire.entropy import FactorizedPrior
 from latentwire.errors import DataUnavailableError
+from latentwire.latent_codecs import FactorizedCodec, Uniform8Codec
 from latentwire.nets import Decoder, Encoder, get_preset
 
 
@@ -39,13 +40,13 @@ def make_checkpoint(
     torch.manual_seed(seed)
     encoder, decoder = Encoder(get_preset(preset)), Decoder(get_preset(preset))
     if get_preset(preset).family == "dense":
-        tables = FactorizedPrior(get_preset(preset).latent_dims).freeze().to_tensors()
+        factorized = FactorizedCodec(FactorizedPrior(get_preset(preset).latent_dims).freeze())
         save_checkpoint(
             directory,
             encoder=encoder,
             decoder=decoder,
-            codec=dict(FACTORIZED),
-            tables=tables,
+            codec=factorized.params.to_dict(),
+            tables=factorized.tables(),
             level=level,
             denoise=denoise,
             metrics={"psnr": 9.0, "code_bytes": 9.0},
@@ -53,12 +54,12 @@ def make_checkpoint(
         return directory
     sample = to_tensor(np.random.default_rng(seed).integers(0, 256, (16, 28, 28), dtype=np.uint8))
     with torch.no_grad():
-        quantizer = fit_quantizer(encoder(sample))
+        uniform8 = Uniform8Codec.fit(encoder(sample))
     save_checkpoint(
         directory,
         encoder=encoder,
         decoder=decoder,
-        codec=quantizer.to_dict(),
+        codec=uniform8.params.to_dict(),
         metrics={"psnr": 10.0, "code_bytes": 407.0},
     )
     return directory

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentwire import arithmetic, bitstream
+from latentwire import bitstream
 from latentwire.codec import Compressor
 from latentwire.data import MnistSplit, dataset_checksum, load_mnist
 from latentwire.errors import LatentwireError
@@ -121,15 +121,13 @@ def evaluate_ladder(
         started = time.perf_counter()
         inputs = noisy if compressor.denoise else clean
         codes: list[bytes] = []
-        info_bits = 0.0
+        info_bits: list[np.ndarray] = []  # per image, where the codec has an entropy model to measure with
         for start in range(0, len(inputs), CHUNK):
-            chunk = inputs[start : start + CHUNK]
-            codes += compressor.compress(chunk)
-            if compressor.tables is not None:
-                tables = compressor.tables.rows()
-                info_bits += sum(
-                    arithmetic.information_bits(s.tolist(), tables) for s in compressor.symbols(chunk)
-                )
+            latents = compressor.latents(inputs[start : start + CHUNK])
+            codes += [compressor.frame(p) for p in compressor.latent_codec.compress(latents)]
+            bits = compressor.latent_codec.information_bits(latents)
+            if bits is not None:
+                info_bits.append(bits)
         decoded = []
         for start in range(0, len(codes), CHUNK):
             pixels, models = decoders.decompress(codes[start : start + CHUNK])
@@ -150,7 +148,7 @@ def evaluate_ladder(
                 setting=_setting(compressor),
                 bytes=float(np.mean([len(c) for c in codes])),
                 payload_bytes=payload,
-                info_bytes=info_bits / len(codes) / 8 if compressor.tables is not None else None,
+                info_bytes=float(np.concatenate(info_bits).mean()) / 8 if info_bits else None,
                 quality=q,
                 model_id=compressor.model_id,
                 notes=notes,

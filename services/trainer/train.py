@@ -43,12 +43,12 @@ from torch import nn
 from tqdm import tqdm
 
 import latentwire
-from latentwire import arithmetic
 from latentwire.checkpoint import load_decoder, load_encoder, save_checkpoint
-from latentwire.codec import FACTORIZED, Compressor, Decompressor, fit_quantizer, to_tensor
+from latentwire.codec import Compressor, Decompressor, to_tensor
 from latentwire.data import dataset_checksum, load_mnist
 from latentwire.entropy import FactorizedPrior
 from latentwire.errors import LatentwireError
+from latentwire.latent_codecs import FactorizedCodec, LatentCodec, Uniform8Codec
 from latentwire.nets import PRESETS, Decoder, Encoder, get_preset
 from latentwire.preprocess import psnr
 
@@ -268,25 +268,24 @@ def codec_metrics(out: Path, test_images: np.ndarray, *, sigma: float, seed: int
     compressor, decompressor = Compressor.from_checkpoint(out), Decompressor.from_checkpoint(out)
     inputs = noisy_pixels(test_images, sigma, seed) if sigma > 0 else test_images
     codes: list[bytes] = []
-    info_bits = 0.0
+    info_bits: list[np.ndarray] = []  # per image, where the codec has an entropy model to measure with
     for start in range(0, len(inputs), 1000):
-        chunk = inputs[start : start + 1000]
-        codes += compressor.compress(chunk)
-        if compressor.tables is not None:
-            rows = compressor.tables.rows()
-            info_bits += sum(arithmetic.information_bits(s.tolist(), rows) for s in compressor.symbols(chunk))
+        latents = compressor.latents(inputs[start : start + 1000])
+        codes += [compressor.frame(p) for p in compressor.latent_codec.compress(latents)]
+        bits = compressor.latent_codec.information_bits(latents)
+        if bits is not None:
+            info_bits.append(bits)
     decoded = np.concatenate(
         [decompressor.decompress(codes[s : s + 1000]) for s in range(0, len(codes), 1000)]
     )
-    framing = 2 if compressor.tables is not None else 15
     metrics = {
         "psnr": psnr(test_images, decoded),
         "code_bytes": float(np.mean([len(c) for c in codes])),
-        "payload_bytes": float(np.mean([len(c) - framing for c in codes])),
+        "payload_bytes": float(np.mean([len(c) - compressor.framing_bytes for c in codes])),
         "test_images": float(len(test_images)),
     }
-    if compressor.tables is not None:
-        metrics["information_bits"] = info_bits / len(codes)
+    if info_bits:
+        metrics["information_bits"] = float(np.concatenate(info_bits).mean())
     if sigma > 0:
         metrics["psnr_noisy_input"] = psnr(test_images, inputs)
     return metrics
@@ -342,20 +341,18 @@ def export(
         with torch.no_grad():
             sample = train[:10_000].cpu()
             latents = torch.cat([encoder(sample[i : i + 1000]) for i in range(0, len(sample), 1000)])
-        codec, tables, level = fit_quantizer(latents).to_dict(), None, 0
+        codec: LatentCodec = Uniform8Codec.fit(latents)
+        level = 0
     else:
         encoder, decoder = fold_gains(model, index)
         prior = model.heads.priors[index]
         assert isinstance(prior, FactorizedPrior)
-        codec, tables, level = (
-            dict(FACTORIZED),
-            copy.deepcopy(prior).cpu().freeze().to_tensors(),
-            args.level + index,
-        )
+        codec = FactorizedCodec(copy.deepcopy(prior).cpu().freeze())
+        level = args.level + index
     training = {**meta.pop("training"), "lmbda": args.lmbda[index], "level": level}
     save_checkpoint(
-        out, encoder=encoder, decoder=decoder, codec=codec, tables=tables, level=level,
-        denoise=args.noise_sigma > 0, training=training, **meta,
+        out, encoder=encoder, decoder=decoder, codec=codec.params.to_dict(), tables=codec.tables(),
+        level=level, denoise=args.noise_sigma > 0, training=training, **meta,
     )  # fmt: skip
 
 

@@ -60,9 +60,9 @@ class CheckpointMeta:
     model_id: str
     half: Half
     preset: dict[str, Any]  # Preset fields
-    codec: dict[
-        str, Any
-    ]  # codec parameters shared by both halves, e.g. {"kind": "uniform8", "latent_max": 4.2}
+    # the latent codec's parameters, shared by both halves (latent_codecs: its Params.to_dict()),
+    # e.g. {"kind": "uniform8", "latent_max": 4.2}
+    codec: dict[str, Any]
     encoder_digest: str
     decoder_digest: str
     training: dict[str, Any] = field(default_factory=dict)  # resolved trainer options
@@ -94,7 +94,7 @@ class CheckpointMeta:
 class LoadedEncoder(NamedTuple):
     module: Encoder
     meta: CheckpointMeta
-    tables: dict[str, torch.Tensor]  # integer coding tables, e.g. {"cdfs": …}; empty for v1 models
+    tables: dict[str, torch.Tensor]  # the latent codec's tensors, e.g. {"cdfs": …}; empty for uniform8
 
 
 class LoadedDecoder(NamedTuple):
@@ -148,7 +148,8 @@ def save_checkpoint(
 ) -> tuple[Path, Path]:
     """Write ``encoder.safetensors`` and ``decoder.safetensors`` into ``directory``; return their paths.
 
-    ``tables`` (integer coding tables) go into both halves: each side codes with the same integers.
+    ``codec`` and ``tables`` are a latent codec's ``params.to_dict()`` and ``tables()``; the tables
+    (integer coding tables) go into both halves: each side codes with the same integers.
     """
     directory.mkdir(parents=True, exist_ok=True)
     # Tensor names carry their half ("encoder.net.0.weight"), so the two files share no weights.

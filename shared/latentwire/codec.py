@@ -1,8 +1,8 @@
 """The codec: uint8 digits in, compact codes out, and back — one half on each side of the wire.
 
-Two kinds of model, told apart by the ``codec`` entry of their checkpoints:
-
-``factorized`` (the quality ladder; code format v3)::
+A checkpoint's ``codec`` entry names its latent codec (``latent_codecs``), which turns latents
+into payloads and back; this module runs the networks around it and frames each payload in the
+code format the codec's kind speaks. The ``factorized`` kind (the quality ladder; format v3)::
 
     sender (Compressor)                               receiver (Decompressor)
     uint8 (N, 28, 28) ÷ 255                           code: level byte, keyed check, payload
@@ -14,7 +14,7 @@ Two kinds of model, told apart by the ``codec`` entry of their checkpoints:
     arithmetic.encode with the frozen integer        integers (N, K) ──► Decoder ──► uint8
     CDF tables ──► payload ──► pack_v3 ─── wire ──►
 
-``uniform8`` (the tutorial's ``seed`` network; code format v1): the non-negative latent
+The ``uniform8`` kind (the tutorial's ``seed`` network; format v1): the non-negative latent
 (N, C, 7, 7) is quantized to 8 bits on [0, latent_max] and framed with a CRC and the model id.
 
 Both halves run their network in float32 through ``inference.InvariantRunner``, so an image
@@ -25,85 +25,23 @@ from integer tables only, identical on every machine (docs/bitstream.md says wha
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from latentwire import arithmetic, bitstream
+from latentwire import bitstream
 from latentwire.checkpoint import CheckpointMeta, LoadedDecoder, LoadedEncoder, load_decoder, load_encoder
-from latentwire.entropy import CdfTables
-from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, LatentwireError
+from latentwire.errors import BadCheckpointError, BadImageError, LatentwireError
 from latentwire.inference import InvariantRunner
+from latentwire.latent_codecs import LatentCodec, codec_for
 from latentwire.nets import Decoder, Encoder
 
-__all__ = [
-    "Compressor",
-    "Decompressor",
-    "ModelHalf",
-    "UniformQuantizer",
-    "fit_quantizer",
-    "max_payload_bytes",
-]
+__all__ = ["Compressor", "Decompressor", "ModelHalf"]
 
 IMAGE_SHAPE = (28, 28)
-_LEVELS = 255
-
-
-class UniformQuantizer:
-    """8-bit uniform quantization of a non-negative latent on the fixed range [0, latent_max]."""
-
-    kind = "uniform8"
-
-    def __init__(self, latent_max: float) -> None:
-        if not latent_max > 0:
-            raise ValueError(f"latent_max must be positive, got {latent_max}")
-        self.latent_max = float(latent_max)
-
-    def quantize(self, latents: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) float → (N, C·H·W) uint8."""
-        scaled = (latents / self.latent_max).clamp(0.0, 1.0) * _LEVELS
-        return torch.round(scaled).to(torch.uint8).reshape(latents.shape[0], -1).numpy()
-
-    def dequantize(self, payload: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-        """(N, C·H·W) uint8 → (N, C, H, W) float32."""
-        values = torch.from_numpy(payload.astype(np.float32)) * (self.latent_max / _LEVELS)
-        return values.reshape(payload.shape[0], *shape)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "latent_max": self.latent_max}
-
-    @classmethod
-    def from_dict(cls, params: dict[str, Any]) -> UniformQuantizer:
-        return cls(float(params["latent_max"]))
-
-
-def fit_quantizer(latents: torch.Tensor) -> UniformQuantizer:
-    """Choose the quantization range from latents of training images (their maximum)."""
-    return UniformQuantizer(max(float(latents.max()), 1e-6))
-
-
-FACTORIZED = {"kind": "factorized", "precision": arithmetic.PRECISION}
-
-
-def max_payload_bytes(cdfs: Sequence[Sequence[int]]) -> int:
-    """The longest payload ``arithmetic.encode`` can give with these tables, over every message.
-
-    The coder emits the shortest bytes inside the final interval of width W (out of 2**bits,
-    bits = 16 per position with more than one symbol): a multiple of 2**shift lies in every
-    interval with W ≥ 2**shift, so it needs at most ⌈(bits − ⌊log2 W⌋) / 8⌉ bytes, and W is at
-    least the product of each position's smallest frequency. Any longer payload is not a code
-    of this model, and is refused before the arithmetic decoder runs.
-    """
-    bits, width = 0, 1
-    for cdf in cdfs:
-        if len(cdf) > 2:  # one-symbol positions code nothing
-            bits += arithmetic.PRECISION
-            width *= min(b - a for a, b in itertools.pairwise(cdf))
-    return (bits - width.bit_length() + 8) >> 3
 
 
 def check_images(images: np.ndarray) -> np.ndarray:
@@ -129,29 +67,21 @@ def _runner(module: Encoder | Decoder, *, pixels: bool) -> InvariantRunner:
 
 
 class ModelHalf:
-    """What both halves share: metadata, the codec parameters, and which format they speak."""
+    """What both halves share: metadata, the latent codec, and the code format it speaks."""
 
     def __init__(self, meta: CheckpointMeta, tables: dict[str, torch.Tensor]) -> None:
         self.meta = meta
-        kind = meta.codec.get("kind")
-        self.quantizer: UniformQuantizer | None = None
-        self.tables: CdfTables | None = None
-        self.max_payload = 0  # the longest payload a code of this model can carry
-        try:
-            if kind == UniformQuantizer.kind:
-                self.quantizer = UniformQuantizer.from_dict(meta.codec)
-                self.max_payload = int(np.prod(meta.build_preset().latent_shape))
-            elif kind == FACTORIZED["kind"] and meta.codec.get("precision") == arithmetic.PRECISION:
-                self.tables = CdfTables.from_tensors(tables)
-                self._rows = arithmetic.prepare(self.tables.rows())  # laid out once: ~2x faster coding
-                self.max_payload = max_payload_bytes(self._rows.cdfs)
-            else:
-                raise BadCheckpointError(
-                    f"unknown codec {meta.codec!r}; this build knows uniform8 and factorized"
-                )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BadCheckpointError(f"bad codec parameters in checkpoint {meta.model_id}: {exc}") from exc
-        if self.tables is not None and not 1 <= meta.level <= bitstream.MAX_LEVEL:
+        self.latent_codec: LatentCodec = codec_for(
+            meta.codec, tables, meta.build_preset().latent_shape, model_id=meta.model_id
+        )
+        framing = _FRAMINGS.get(self.latent_codec.format_version)
+        if framing is None:
+            raise BadCheckpointError(
+                f"codec {self.latent_codec.kind!r} speaks code format v{self.latent_codec.format_version}, "
+                "which this build cannot frame"
+            )
+        self._framing = framing
+        if self.latent_codec.needs_level and not 1 <= meta.level <= bitstream.MAX_LEVEL:
             raise BadCheckpointError(f"an entropy-coded checkpoint needs a level 1…{bitstream.MAX_LEVEL}")
 
     @property
@@ -164,7 +94,12 @@ class ModelHalf:
 
     @property
     def format_version(self) -> int:
-        return bitstream.FORMAT_V1 if self.quantizer is not None else bitstream.FORMAT_V3
+        return self.latent_codec.format_version
+
+    @property
+    def max_payload(self) -> int:
+        """The longest payload a code of this model can carry."""
+        return self.latent_codec.max_payload
 
     @property
     def level(self) -> int:
@@ -173,6 +108,44 @@ class ModelHalf:
     @property
     def denoise(self) -> bool:
         return self.meta.denoise
+
+
+class _Framing(NamedTuple):
+    """How one code format wraps a model's payloads (bitstream.py has the byte layouts)."""
+
+    frame: Callable[[ModelHalf, bytes], bytes]  # payload → standalone code
+    unframe: Callable[[ModelHalf, bytes], bytes]  # code → payload, checked against the model
+    pack_batch: Callable[[ModelHalf, Sequence[bytes]], bytes]  # payloads → one batch container
+
+
+def _frame_v1(model: ModelHalf, payload: bytes) -> bytes:
+    return bitstream.pack_v1(model_id=model.model_id, payload=payload)
+
+
+def _frame_v3(model: ModelHalf, payload: bytes) -> bytes:
+    return bitstream.pack_v3(
+        level=model.level, denoise=model.denoise, model_id=model.model_id, payload=payload
+    )
+
+
+_FRAMINGS = {
+    bitstream.FORMAT_V1: _Framing(
+        frame=_frame_v1,
+        unframe=lambda model, code: bitstream.unpack_v1(code, model_id=model.model_id),
+        # container v1 lists whole codes
+        pack_batch=lambda model, payloads: bitstream.pack_batch([_frame_v1(model, p) for p in payloads]),
+    ),
+    bitstream.FORMAT_V3: _Framing(
+        frame=_frame_v3,
+        unframe=lambda model, code: bitstream.unpack_v3(
+            code, model_id=model.model_id, max_payload=model.max_payload
+        ),
+        # container v3 shares one header between the codes
+        pack_batch=lambda model, payloads: bitstream.pack_batch_v3(
+            level=model.level, denoise=model.denoise, model_id=model.model_id, payloads=list(payloads)
+        ),
+    ),
+}
 
 
 class Compressor(ModelHalf):
@@ -197,17 +170,9 @@ class Compressor(ModelHalf):
         """uint8 (N, 28, 28) → the encoder's float32 latents (batch-invariant)."""
         return self._run(to_tensor(check_images(images)))
 
-    def symbols(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, 28, 28) → (N, K) symbol indices into the coding tables (factorized models)."""
-        if self.tables is None:
-            raise TypeError("symbols are defined for entropy-coded models only")
-        return self.tables.symbols(self.latents(images).numpy())
-
     def payloads(self, images: np.ndarray) -> list[bytes]:
         """The coded latents without framing (what a batch container stores per code)."""
-        if self.quantizer is not None:
-            return [p.tobytes() for p in self.quantizer.quantize(self.latents(images))]
-        return [arithmetic.encode(row.tolist(), self._rows) for row in self.symbols(images)]
+        return self.latent_codec.compress(self.latents(images))
 
     @property
     def framing_bytes(self) -> int:
@@ -215,11 +180,8 @@ class Compressor(ModelHalf):
         return bitstream.FRAMING_BYTES[self.format_version]
 
     def frame(self, payload: bytes) -> bytes:
-        if self.quantizer is not None:
-            return bitstream.pack_v1(model_id=self.model_id, payload=payload)
-        return bitstream.pack_v3(
-            level=self.level, denoise=self.denoise, model_id=self.model_id, payload=payload
-        )
+        """A payload of this model → its standalone code."""
+        return self._framing.frame(self, payload)
 
     def compress(self, images: np.ndarray) -> list[bytes]:
         """uint8 (N, 28, 28) (or one (28, 28) image) → N codes."""
@@ -231,11 +193,7 @@ class Compressor(ModelHalf):
 
     def pack_batch(self, payloads: Sequence[bytes]) -> bytes:
         """Payloads of this model → one batch container."""
-        if self.quantizer is not None:
-            return bitstream.pack_batch([self.frame(p) for p in payloads])
-        return bitstream.pack_batch_v3(
-            level=self.level, denoise=self.denoise, model_id=self.model_id, payloads=list(payloads)
-        )
+        return self._framing.pack_batch(self, payloads)
 
 
 class Decompressor(ModelHalf):
@@ -253,26 +211,11 @@ class Decompressor(ModelHalf):
 
     def payload(self, code: bytes) -> bytes:
         """Check a code's framing against this model; its payload."""
-        if self.format_version == bitstream.FORMAT_V1:
-            return bitstream.unpack_v1(code, model_id=self.model_id)
-        return bitstream.unpack_v3(code, model_id=self.model_id, max_payload=self.max_payload)
+        return self._framing.unframe(self, code)
 
     def latent_values(self, payload: bytes) -> np.ndarray:
         """One payload → its latent as float32, (C·H·W,) or (K,); raises BadCodeError if malformed."""
-        if self.quantizer is not None:
-            expected = int(np.prod(self._shape))
-            if len(payload) != expected:
-                raise BadCodeError(f"payload is {len(payload)} bytes, this model expects {expected}")
-            row = np.frombuffer(payload, dtype=np.uint8)[None]
-            return self.quantizer.dequantize(row, self._shape).reshape(-1).numpy()
-        assert self.tables is not None
-        if len(payload) > self.max_payload:  # before the decoder spends time on it
-            raise BadCodeError(
-                f"the payload is {len(payload)} bytes, longer than any code of this model "
-                f"(at most {self.max_payload}): padded or corrupted"
-            )
-        symbols = np.asarray(arithmetic.decode(payload, self._rows), dtype=np.int64)
-        return self.tables.values(symbols).astype(np.float32)
+        return self.latent_codec.decompress(payload)
 
     def decompress(self, codes: Sequence[bytes]) -> np.ndarray:
         """N codes → uint8 (N, 28, 28). Any bad code raises before anything is decoded."""

@@ -28,6 +28,7 @@ from latentwire.data import MnistSplit
 from latentwire.errors import UnsupportedVersionError
 from latentwire.inference import BLOCK, InvariantRunner
 from latentwire.ladder import DecoderLadder, EncoderLadder
+from latentwire.latent_codecs import FactorizedCodec
 
 GOLDEN = Path(__file__).with_name("golden_codes_v0.1.json")
 SPLITS = [1, 2, 3, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 37, 64]
@@ -102,10 +103,12 @@ def test_codes_of_several_levels_in_one_batch_decode_as_alone(
 def test_the_code_for_a_given_latent_is_fixed_bytes(ladders: tuple[EncoderLadder, DecoderLadder]) -> None:
     """Integers in, bytes out: no floating point between a rounded latent and its code."""
     model = ladders[0].select(quality=4)
-    assert model.tables is not None
+    codec = model.latent_codec
+    assert isinstance(codec, FactorizedCodec)
     latent = np.array([[(k * 7) % 5 - 2 for k in range(model.latent_shape[0])]], dtype=np.float32)
-    symbols = model.tables.symbols(latent)[0]
-    payload = arithmetic.encode(symbols.tolist(), model.tables.rows())
+    symbols = codec.symbols(latent)[0]
+    payload = arithmetic.encode(symbols.tolist(), codec.cdf_tables.rows())
+    assert codec.compress(latent) == [payload]
     code = model.frame(payload)
     assert bitstream.read_header(code) == bitstream.CodeHeader(version=3, level=4)
     # Frozen: recompute only if the shipped q4 checkpoint itself is replaced. The payload is the

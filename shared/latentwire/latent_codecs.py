@@ -1,0 +1,319 @@
+"""Latent codecs: how one image's latent becomes payload bytes and back, one class per kind.
+
+As CompressAI's ``latent_codecs``: each way of coding a latent is a ``LatentCodec`` subclass,
+registered by the ``kind`` its checkpoints name. A kind owns its parameters (a frozen
+``Params`` dataclass, stored as the checkpoint's JSON ``codec`` entry), its tensors (stored as
+``tables.*`` in both halves) and the code format version that frames its payloads. Nothing
+outside a kind's class branches on which kind it is: adding a kind is adding a class::
+
+    checkpoint metadata  {"kind": "factorized", "precision": 16}   tensors  tables.cdfs, …
+                │                                                        │
+                └──────────── codec_for(codec, tables, latent_shape) ────┘
+                                            │  the registered class for "kind"
+                                            ▼
+    latents (N, …) float ── compress ──► payloads ── decompress ──► latent values (one row)
+
+Two kinds ship:
+
+``uniform8`` (``Uniform8Codec``; code format v1): the non-negative latent of the ``seed``
+network quantized to 8 bits on [0, latent_max], one byte per value.
+
+``factorized`` (``FactorizedCodec``; code format v3): the rounded latent arithmetic-coded with
+the frozen integer CDF tables of a factorized prior (``entropy.CdfTables``), the quality ladder.
+
+Payloads carry no framing: ``codec.Compressor`` frames them by the kind's ``format_version``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, Self, TypeVar
+
+import numpy as np
+import torch
+
+from latentwire import arithmetic, bitstream
+from latentwire.entropy import CdfTables
+from latentwire.errors import BadCheckpointError, BadCodeError
+
+__all__ = [
+    "CodecParams",
+    "FactorizedCodec",
+    "LatentCodec",
+    "Uniform8Codec",
+    "codec_for",
+    "codec_kinds",
+    "max_payload_bytes",
+    "register_codec",
+]
+
+_LEVELS = 255  # uniform8: the largest 8-bit value
+
+
+class CodecParams(Protocol):
+    """A kind's parameters: a frozen dataclass that is the checkpoint's ``codec`` entry."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON ``codec`` entry, ``kind`` included (it enters the model id: keep it stable)."""
+        ...
+
+
+class LatentCodec(abc.ABC):
+    """One way of coding latents: a registered kind, its parameters, its tables, its format.
+
+    Subclasses set the class variables, define ``Params`` and implement ``from_checkpoint``,
+    ``compress`` and ``decompress``; ``register_codec`` makes checkpoints of the kind loadable.
+    """
+
+    kind: ClassVar[str]  # the checkpoint's codec["kind"]
+    format_version: ClassVar[int]  # the bitstream format that frames its payloads
+    needs_level: ClassVar[bool] = False  # v3 codes name their model by quality level, not id
+
+    params: CodecParams
+    max_payload: int  # the longest payload a code of this codec can carry, checked before decoding
+
+    @classmethod
+    @abc.abstractmethod
+    def from_checkpoint(
+        cls, codec: Mapping[str, Any], tables: Mapping[str, torch.Tensor], latent_shape: tuple[int, ...]
+    ) -> Self:
+        """Rebuild from a checkpoint's ``codec`` entry and tensors; ValueError/KeyError/TypeError if bad."""
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint stores for this codec (``save_checkpoint(tables=…)``)."""
+        return {}
+
+    @abc.abstractmethod
+    def compress(self, latents: np.ndarray | torch.Tensor) -> list[bytes]:
+        """Latents (N, …) float → N payloads, without framing."""
+
+    @abc.abstractmethod
+    def decompress(self, payload: bytes) -> np.ndarray:
+        """One payload → its latent values, float32, flattened; BadCodeError if malformed."""
+
+    def information_bits(self, latents: np.ndarray | torch.Tensor) -> np.ndarray | None:
+        """(N,) information content in bits of each latent under the codec's entropy model.
+
+        None for a kind without one (its payload length is all there is to measure).
+        """
+        return None
+
+
+# -----------------------------------------------------------------------------
+# registry
+
+Codec = TypeVar("Codec", bound=LatentCodec)
+_KINDS: dict[str, type[LatentCodec]] = {}
+
+
+def register_codec(cls: type[Codec]) -> type[Codec]:
+    """Class decorator: make checkpoints whose codec names ``cls.kind`` loadable (kinds are unique)."""
+    if cls.kind in _KINDS:
+        raise ValueError(f"codec kind {cls.kind!r} is already registered")
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def codec_kinds() -> tuple[str, ...]:
+    """The registered kinds, in registration order."""
+    return tuple(_KINDS)
+
+
+def codec_for(
+    codec: Mapping[str, Any],
+    tables: Mapping[str, torch.Tensor],
+    latent_shape: tuple[int, ...],
+    *,
+    model_id: str,
+) -> LatentCodec:
+    """The latent codec a checkpoint describes; BadCheckpointError for an unknown kind or bad parameters."""
+    kind = codec.get("kind") if isinstance(codec, Mapping) else None
+    cls = _KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        kinds = codec_kinds()
+        known = " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+        raise BadCheckpointError(f"unknown codec {codec!r}; this build knows {known}")
+    try:
+        return cls.from_checkpoint(codec, tables, tuple(latent_shape))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BadCheckpointError(f"bad codec parameters in checkpoint {model_id}: {exc}") from exc
+
+
+def _check_fields(codec: Mapping[str, Any], params: type[Any]) -> None:
+    """Refuse fields a kind does not know: a newer variant must not decode as an older one."""
+    unknown = set(codec) - {"kind"} - {f.name for f in dataclasses.fields(params)}
+    if unknown:
+        raise ValueError(f"unknown {codec['kind']} parameters {sorted(unknown)}")
+
+
+def _as_tensor(latents: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return latents if isinstance(latents, torch.Tensor) else torch.from_numpy(np.asarray(latents))
+
+
+def _as_array(latents: np.ndarray | torch.Tensor) -> np.ndarray:
+    return latents.detach().cpu().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents)
+
+
+# -----------------------------------------------------------------------------
+# uniform8
+
+
+@register_codec
+class Uniform8Codec(LatentCodec):
+    """8-bit uniform quantization of a non-negative latent on the fixed range [0, latent_max].
+
+    >>> codec = Uniform8Codec(Uniform8Codec.Params(latent_max=2.0), latent_shape=(2,))
+    >>> codec.compress(np.array([[1.0, 5.0]], np.float32))
+    [b'\\x80\\xff']
+    """
+
+    kind = "uniform8"
+    format_version = bitstream.FORMAT_V1
+
+    @dataclass(frozen=True)
+    class Params:
+        latent_max: float  # the top of the range; larger values clamp to it
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "latent_max", float(self.latent_max))  # JSON 2.0, not 2: the model id
+            if not self.latent_max > 0:
+                raise ValueError(f"latent_max must be positive, got {self.latent_max}")
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"kind": Uniform8Codec.kind, "latent_max": self.latent_max}
+
+        @classmethod
+        def from_dict(cls, codec: Mapping[str, Any]) -> Self:
+            _check_fields(codec, cls)
+            return cls(latent_max=float(codec["latent_max"]))
+
+    params: Params
+
+    def __init__(self, params: Params, latent_shape: tuple[int, ...]) -> None:
+        self.params = params
+        self.latent_shape = tuple(latent_shape)
+        self.max_payload = math.prod(self.latent_shape)  # one byte per value, always exactly this many
+
+    @classmethod
+    def fit(cls, latents: torch.Tensor) -> Self:
+        """Choose the range from latents (N, C, H, W) of training images: their maximum."""
+        return cls(cls.Params(max(float(latents.max()), 1e-6)), tuple(latents.shape[1:]))
+
+    @classmethod
+    def from_checkpoint(
+        cls, codec: Mapping[str, Any], tables: Mapping[str, torch.Tensor], latent_shape: tuple[int, ...]
+    ) -> Self:
+        return cls(cls.Params.from_dict(codec), latent_shape)
+
+    def compress(self, latents: np.ndarray | torch.Tensor) -> list[bytes]:
+        z = _as_tensor(latents)  # (N, C, H, W)
+        scaled = (z / self.params.latent_max).clamp(0.0, 1.0) * _LEVELS
+        quantized = torch.round(scaled).to(torch.uint8).reshape(len(z), -1).numpy()  # (N, C·H·W)
+        return [row.tobytes() for row in quantized]
+
+    def decompress(self, payload: bytes) -> np.ndarray:
+        if len(payload) != self.max_payload:
+            raise BadCodeError(f"payload is {len(payload)} bytes, this model expects {self.max_payload}")
+        row = torch.from_numpy(np.frombuffer(payload, dtype=np.uint8).astype(np.float32))
+        values: np.ndarray = (row * (self.params.latent_max / _LEVELS)).numpy()
+        return values
+
+
+# -----------------------------------------------------------------------------
+# factorized
+
+
+def max_payload_bytes(cdfs: Sequence[Sequence[int]]) -> int:
+    """The longest payload ``arithmetic.encode`` can give with these tables, over every message.
+
+    The coder emits the shortest bytes inside the final interval of width W (out of 2**bits,
+    bits = 16 per position with more than one symbol): a multiple of 2**shift lies in every
+    interval with W ≥ 2**shift, so it needs at most ⌈(bits − ⌊log2 W⌋) / 8⌉ bytes, and W is at
+    least the product of each position's smallest frequency. Any longer payload is not a code
+    of this model, and is refused before the arithmetic decoder runs.
+    """
+    bits, width = 0, 1
+    for cdf in cdfs:
+        if len(cdf) > 2:  # one-symbol positions code nothing
+            bits += arithmetic.PRECISION
+            width *= min(b - a for a, b in itertools.pairwise(cdf))
+    return (bits - width.bit_length() + 8) >> 3
+
+
+@register_codec
+class FactorizedCodec(LatentCodec):
+    """The rounded latent (N, K), arithmetic-coded with one frozen integer CDF table per dimension.
+
+    The tables come from ``FactorizedPrior.freeze()`` (CompressAI's ``update()``): integers only,
+    so every machine codes and decodes the same symbols.
+    """
+
+    kind = "factorized"
+    format_version = bitstream.FORMAT_V3
+    needs_level = True
+
+    @dataclass(frozen=True)
+    class Params:
+        precision: int = arithmetic.PRECISION  # bits of the CDFs' total
+
+        def __post_init__(self) -> None:
+            if self.precision != arithmetic.PRECISION:  # the coder's arithmetic is fixed at 16
+                raise ValueError(f"precision {self.precision!r}: this build codes at {arithmetic.PRECISION}")
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"kind": FactorizedCodec.kind, "precision": self.precision}
+
+        @classmethod
+        def from_dict(cls, codec: Mapping[str, Any]) -> Self:
+            _check_fields(codec, cls)
+            return cls(precision=codec["precision"])
+
+    params: Params
+
+    def __init__(self, cdf_tables: CdfTables, params: Params | None = None) -> None:
+        self.params = self.Params() if params is None else params
+        self.cdf_tables = cdf_tables
+        self._prepared = arithmetic.prepare(cdf_tables.rows())  # laid out once: ~2x faster coding
+        self.max_payload = max_payload_bytes(self._prepared.cdfs)
+
+    @classmethod
+    def from_checkpoint(
+        cls, codec: Mapping[str, Any], tables: Mapping[str, torch.Tensor], latent_shape: tuple[int, ...]
+    ) -> Self:
+        params = cls.Params.from_dict(codec)
+        cdf_tables = CdfTables.from_tensors(dict(tables))
+        if (len(cdf_tables.offsets),) != latent_shape:
+            raise ValueError(
+                f"tables for {len(cdf_tables.offsets)} dimensions, but the latent is {latent_shape}"
+            )
+        return cls(cdf_tables, params)
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        return self.cdf_tables.to_tensors()
+
+    def symbols(self, latents: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Latents (N, K) float → (N, K) symbol indices: rounded, clamped into each dimension's support."""
+        z = _as_array(latents)
+        return self.cdf_tables.symbols(z.reshape(len(z), -1))
+
+    def compress(self, latents: np.ndarray | torch.Tensor) -> list[bytes]:
+        return [arithmetic.encode(row.tolist(), self._prepared) for row in self.symbols(latents)]
+
+    def decompress(self, payload: bytes) -> np.ndarray:
+        if len(payload) > self.max_payload:  # before the decoder spends time on it
+            raise BadCodeError(
+                f"the payload is {len(payload)} bytes, longer than any code of this model "
+                f"(at most {self.max_payload}): padded or corrupted"
+            )
+        symbols = np.asarray(arithmetic.decode(payload, self._prepared), dtype=np.int64)
+        values: np.ndarray = self.cdf_tables.values(symbols).astype(np.float32)
+        return values
+
+    def information_bits(self, latents: np.ndarray | torch.Tensor) -> np.ndarray:
+        cdfs = self._prepared.cdfs
+        return np.array([arithmetic.information_bits(row.tolist(), cdfs) for row in self.symbols(latents)])
