@@ -83,6 +83,11 @@ def test_gateway_errors_are_the_services_json_shape(gateway: httpx.Client, stack
     body = assert_error(over, 413, "too_large")
     assert str(limit) in body["detail"]
     assert over.headers["x-request-id"]
+    # What nginx refuses by itself speaks JSON too: a method the demo files do not take, a
+    # request line too long, headers too large.
+    assert_error(gateway.delete("/"), 405, "http_error")
+    assert_error(gateway.get("/" + "a" * 9000), 414, "http_error")
+    assert_error(gateway.get("/healthz", headers={"X-Big": "a" * 70_000}), 400, "bad_request")
 
 
 def test_gateway_settings_follow_the_services(docker: None) -> None:
