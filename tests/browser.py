@@ -144,11 +144,19 @@ def demo_url(page_url: str, *, sender: str | None = None, receiver: str | None =
 
 
 def open_demo(
-    browser: Browser, url: str, *, viewport: tuple[int, int] = DESKTOP, wait_for_levels: bool = True
+    browser: Browser,
+    url: str,
+    *,
+    viewport: tuple[int, int] = DESKTOP,
+    wait_for_levels: bool = True,
+    init_scripts: Sequence[str] = (),
 ) -> Page:
     """A new page (its own context) at ``url``, once the script has run and, unless told not to,
-    the quality levels have been asked of the sender (``html[data-ready]``)."""
+    the quality levels have been asked of the sender (``html[data-ready]``). ``init_scripts`` run
+    in the page before its own (to watch it from the start)."""
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    for script in init_scripts:
+        context.add_init_script(script)
     page = context.new_page()
     page.set_default_timeout(RESULT_TIMEOUT_MS)
     page.goto(url)

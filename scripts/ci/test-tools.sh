@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the programs some tests drive, from Debian's packages, when they are missing:
 #   chromium  the browser demo's tests (Playwright drives it: its own browser download is blocked)
-#   kubectl   `kubectl kustomize` renders deploy/kubernetes for tests/unit/test_kubernetes.py
+#   kubectl   `kubectl kustomize` renders deploy/kubernetes for tests/unit/test_kubernetes.py; it
+#             needs kustomize v5 (kubectl 1.27 or newer). The CI machines carry one; Debian
+#             bookworm's own `kubernetes-client` (1.20) is too old, and this script says so.
 # Without them those tests skip on a developer's machine; under CI=true they fail, so .ci/run
 # runs this first. Needs root (or sudo) and the Debian mirror.
 set -euo pipefail
@@ -28,3 +30,6 @@ else
 fi
 chromium --version 2>/dev/null
 kubectl version --client 2>/dev/null | head -n 1
+cd "$(dirname "$0")/../.."
+kubectl kustomize deploy/kubernetes/base >/dev/null \
+    || { echo "[test-tools] this kubectl cannot render deploy/kubernetes: kustomize v5 (kubectl >= 1.27) is needed" >&2; exit 1; }

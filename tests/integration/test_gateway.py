@@ -90,6 +90,35 @@ def test_gateway_errors_are_the_services_json_shape(gateway: httpx.Client, stack
     assert_error(gateway.get("/healthz", headers={"X-Big": "a" * 70_000}), 400, "bad_request")
 
 
+def test_gateway_errors_on_large_bodies_are_json_too(gateway: httpx.Client, stack: Compose) -> None:
+    """An error page met on a body over nginx's default 1 MiB is not refused again (as nginx's
+    own HTML 413): a chunked upload over the limit, and a large body when no replica answers."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(3):
+            yield b"\0" * (1 << 20)
+
+    assert_error(gateway.post("/encode", content=chunks(), headers=PNG), 413, "too_large")
+    stack("stop", "receiver", timeout=60)
+    try:
+        response = gateway.post("/decode", content=b"\0" * (2 << 20), headers=OCTET)
+        assert response.status_code in (502, 504), response.text[:300]
+        assert response.json()["error"] in ("unavailable", "timeout")
+        assert response.headers["retry-after"] == "1"
+    finally:
+        stack("start", "receiver", timeout=120)
+        stack.wait_healthy("receiver")
+        stack.wait_routed("receiver")
+
+
+def test_gateway_keeps_per_replica_paths_inside(gateway: httpx.Client) -> None:
+    """A replica's /metrics (Prometheus scrapes each inside the network) and the sender's own copy
+    of the demo (the gateway serves it at /) are not reachable through the gateway."""
+    for path in ("/sender/metrics", "/receiver/metrics", "/sender//metrics", "/sender/demo/"):
+        assert_error(gateway.get(path), 404, "http_error")
+    assert gateway.get("/sender/openapi.json").json()["info"]["title"]
+
+
 def test_gateway_settings_follow_the_services(docker: None) -> None:
     """The compose file hands the gateway the services' body limits (their own setting first,
     then the shared one) under its own names."""

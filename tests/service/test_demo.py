@@ -424,11 +424,12 @@ def test_controls_are_labelled_and_usable_from_the_keyboard(browser: Browser, pa
     page.context.close()
 
 
-def test_with_api_keys_the_page_asks_for_one_and_then_works(
+def test_with_api_keys_the_page_sends_the_key_to_its_own_origin_only(
     browser: Browser, encoder_only_dir: Path, decoder_only_dir: Path, tmp_path: Path
 ) -> None:
     """Services with keys: the page loads (it is open), its requests get 401 until a key is typed;
-    then the receiver on another origin answers the key-carrying request (CORS preflight)."""
+    then the sender on the page's own origin answers, while the receiver on another origin gets
+    no key (a link's ?receiver= must not collect one) and says 401."""
     (sender,) = start_services(
         [("sender", "--encoder", encoder_only_dir, {"LATENTWIRE_SENDER_API_KEYS": "demo-key"})], tmp_path
     )
@@ -446,12 +447,15 @@ def test_with_api_keys_the_page_asks_for_one_and_then_works(
             assert "401 unauthorized" in error and "API key field" in error, error
             page.click("summary")
             page.fill("#api-key", "demo-key")
-            with expect_result(page):
+            to_receiver = lambda r: r.url.startswith(receiver.url) and r.method == "POST"  # noqa: E731
+            with page.expect_request(to_receiver) as sent, expect_result(page):
                 page.keyboard.press("Tab")  # the key's change event: the levels, and nothing to send yet
                 draw_digit(page, "1")
+            assert "x-api-key" not in sent.value.headers
             shown = read_result(page)
-            assert shown.state == "done" and shown.reconstruction_loaded and shown.error == "", shown
-            assert quality_levels(page) == [0]  # the test checkpoint: one level
+            assert quality_levels(page) == [0]  # the sender answered with the key: the test checkpoint
+            assert shown.code_bytes, shown  # the code came back from the sender
+            assert shown.state == "error" and "receiver" in shown.error and "401" in shown.error, shown
             page.context.close()
         finally:
             receiver.stop()

@@ -345,8 +345,9 @@ def service_problems(docs: list[Doc]) -> list[str]:
 
 
 def gateway_problems(docs: list[Doc]) -> list[str]:
-    """The gateway's upstreams: ``<service>.$(POD_NAMESPACE).svc.cluster.local:<port>``, naming a
-    headless Service of its own namespace and that Service's port."""
+    """The gateway's upstreams: ``<service>.$(POD_NAMESPACE).svc.cluster.local.:<port>`` (fully
+    qualified, the trailing dot included: no search-domain lookups), naming a headless Service of
+    its own namespace and that Service's port."""
     problems = []
     gateway = named(docs, "Deployment", "gateway")
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
@@ -364,7 +365,7 @@ def gateway_problems(docs: list[Doc]) -> list[str]:
             problems.append(f"gateway: {variable} uses POD_NAMESPACE before it is defined")
         host, _, port = value.replace("$(POD_NAMESPACE)", namespace).rpartition(":")
         svc = named(docs, "Service", service)
-        expected = f"{service}.{namespace_of(svc) or '<namespace>'}.svc.cluster.local"
+        expected = f"{service}.{namespace_of(svc) or '<namespace>'}.svc.cluster.local."
         if host != expected or not port.isdigit():
             problems.append(f"gateway: {variable}={value!r} is not {expected}:<port>")
         elif int(port) not in [p["port"] for p in svc["spec"]["ports"]]:
@@ -574,7 +575,7 @@ def test_the_example_overlay_renders_into_its_namespace(kubectl: str) -> None:
     for service, port in (("sender", 8001), ("receiver", 8002)):
         upstream = env_of(gateway)[f"LATENTWIRE_GATEWAY_{service.upper()}"]["value"]
         expanded = upstream.replace("$(POD_NAMESPACE)", OVERLAY_NAMESPACE)
-        assert expanded == f"{service}.{OVERLAY_NAMESPACE}.svc.cluster.local:{port}"
+        assert expanded == f"{service}.{OVERLAY_NAMESPACE}.svc.cluster.local.:{port}"
 
 
 # --------------------------------------------------------------------- the checks can find problems
@@ -676,7 +677,7 @@ MUTATIONS: dict[str, tuple[Callable[[list[Doc]], Any], Callable[[list[Doc]], lis
     ),
     "upstream on the wrong port": (
         lambda d: env_of(_container(d, "gateway"))["LATENTWIRE_GATEWAY_RECEIVER"].update(
-            value="receiver.$(POD_NAMESPACE).svc.cluster.local:8001"
+            value="receiver.$(POD_NAMESPACE).svc.cluster.local.:8001"
         ),
         gateway_problems,
     ),

@@ -66,9 +66,11 @@
     }
   }
 
-  function headers(extra = {}) {
+  /** The request's headers; the API key only for a service on this page's own origin, so that
+   * a link with ?sender= or ?receiver= pointing elsewhere cannot collect a typed key. */
+  function headers(url, extra = {}) {
     const key = apiKey.value.trim();
-    return key ? { ...extra, "X-API-Key": key } : extra;
+    return key && url.origin === window.location.origin ? { ...extra, "X-API-Key": key } : extra;
   }
 
   /** fetch, turning every failure into a ServiceError with the service's detail and hint. */
@@ -115,7 +117,7 @@
     const url = serviceUrl(SENDER, "/v1/model");
     const chosen = levelsLoaded ? quality.value : null; // kept when the levels are asked again
     try {
-      const info = await (await call("sender", url, { headers: headers() })).json();
+      const info = await (await call("sender", url, { headers: headers(url) })).json();
       const levels = info.levels.filter((level) => !level.denoise).sort((a, b) => a.quality - b.quality);
       const keep = levels.some((level) => String(level.quality) === chosen);
       quality.replaceChildren(
@@ -183,7 +185,7 @@
       const form = new FormData();
       form.append("file", blob, name || "image");
       const encoded = await (
-        await call("sender", url, { method: "POST", body: form, headers: headers(), signal: controller.signal })
+        await call("sender", url, { method: "POST", body: form, headers: headers(url), signal: controller.signal })
       ).json();
       if (number !== run) return;
       const code = fromBase64url(encoded.code);
@@ -194,10 +196,11 @@
       if (number !== run) return;
 
       setState("busy", "Decoding…");
-      const decoded = await call("receiver", serviceUrl(RECEIVER, "/decode"), {
+      const decodeUrl = serviceUrl(RECEIVER, "/decode");
+      const decoded = await call("receiver", decodeUrl, {
         method: "POST",
         body: code,
-        headers: headers({ "Content-Type": "application/octet-stream" }),
+        headers: headers(decodeUrl, { "Content-Type": "application/octet-stream" }),
         signal: controller.signal,
       });
       const png = await decoded.blob();
@@ -422,6 +425,7 @@
   fileInput.addEventListener("change", () => {
     const [file] = fileInput.files;
     useFile(file);
+    fileInput.value = ""; // choosing the same file again is a change again
   });
 
   let dragDepth = 0;
