@@ -52,6 +52,7 @@ from latentwire.errors import BadCodeError
 __all__ = [
     "PRECISION",
     "PreparedTables",
+    "StreamDecoder",
     "check_cdf",
     "decode",
     "encode",
@@ -240,35 +241,78 @@ def decode(data: bytes, cdfs: Sequence[Cdf] | PreparedTables) -> list[int]:
     """Decode one symbol per table; refuse ``data`` unless it is exactly ``encode``'s output."""
     if isinstance(cdfs, PreparedTables):
         return _decode_prepared(data, cdfs)
-    scale = 8 * len(data)  # data is the fraction value / 2**scale
-    if scale > PRECISION * len(cdfs):  # longer than any encoding (a symbol adds 2 bytes at most)
-        raise BadCodeError(_BAD_CODE)
-    value = int.from_bytes(data, "big")
-    guard = _guard(scale)
-    r, w = value << guard, 1 << (scale + guard)
-    skipped = 0
-    symbols: list[int] = []
-    append = symbols.append
-    for cdf in cdfs:
-        if len(cdf) == 2:  # one symbol: nothing coded
-            append(0)
-            skipped += 1
-            continue
-        e = w.bit_length() - _TOP
-        s = bisect_right(cdf, (r >> (e - 16)) // ((w >> e) + 1)) - 1  # ⌊2**16·r / w⌋, or 1 less
-        c = cdf[s]
-        rn = (r << 16) - c * w
-        wn = w * (cdf[s + 1] - c)
-        if rn >= wn:  # the estimate fell just short of a boundary: divide exactly
-            s = bisect_right(cdf, (r << 16) // w) - 1
+    decoder = StreamDecoder(data, positions=len(cdfs))
+    symbols = decoder.decode(cdfs)
+    decoder.finish()
+    return symbols
+
+
+class StreamDecoder:
+    """``decode`` a few positions at a time, for tables that depend on the symbols before them.
+
+    A conditional entropy model knows the tables of the next positions only once the symbols
+    before them are decoded. The state between calls is the exact ``r / w`` of ``decode``, so
+    decoding in any number of calls gives what one ``decode`` call with all the tables gives,
+    refusals included: ``finish`` refuses ``data`` unless it is exactly ``encode``'s output for
+    all the symbols and tables, and ``data`` longer than any encoding of ``positions``
+    positions is refused at once.
+
+    >>> cdfs = [[0, 1 << 15, TOTAL]] * 3
+    >>> decoder = StreamDecoder(encode([1, 0, 1], cdfs), positions=3)
+    >>> decoder.decode(cdfs[:2]) + decoder.decode(cdfs[2:])
+    [1, 0, 1]
+    >>> decoder.finish()
+    """
+
+    __slots__ = ("_coded", "_data", "_guard", "_left", "_r", "_value", "_w")
+
+    def __init__(self, data: bytes, *, positions: int) -> None:
+        scale = 8 * len(data)  # data is the fraction value / 2**scale
+        if scale > PRECISION * positions:  # longer than any encoding (a symbol adds 2 bytes at most)
+            raise BadCodeError(_BAD_CODE)
+        self._data = data
+        self._value = int.from_bytes(data, "big")
+        self._guard = _guard(scale)
+        self._r, self._w = self._value << self._guard, 1 << (scale + self._guard)
+        self._left = positions  # positions still to decode
+        self._coded = 0  # positions decoded so far with more than one symbol
+
+    def decode(self, cdfs: Sequence[Cdf]) -> list[int]:
+        """The symbols of the next ``len(cdfs)`` positions, coded with these tables."""
+        if len(cdfs) > self._left:
+            raise ValueError(f"{len(cdfs)} tables, but only {self._left} positions are left")
+        self._left -= len(cdfs)
+        r, w = self._r, self._w
+        coded = 0
+        symbols: list[int] = []
+        append = symbols.append
+        for cdf in cdfs:
+            if len(cdf) == 2:  # one symbol: nothing coded
+                append(0)
+                continue
+            coded += 1
+            e = w.bit_length() - _TOP
+            s = bisect_right(cdf, (r >> (e - 16)) // ((w >> e) + 1)) - 1  # ⌊2**16·r / w⌋, or 1 less
             c = cdf[s]
             rn = (r << 16) - c * w
             wn = w * (cdf[s + 1] - c)
-        r = rn
-        w = wn
-        append(s)
-    _check_final(data, value, guard, r, w, PRECISION * (len(cdfs) - skipped))
-    return symbols
+            if rn >= wn:  # the estimate fell just short of a boundary: divide exactly
+                s = bisect_right(cdf, (r << 16) // w) - 1
+                c = cdf[s]
+                rn = (r << 16) - c * w
+                wn = w * (cdf[s + 1] - c)
+            r = rn
+            w = wn
+            append(s)
+        self._r, self._w = r, w
+        self._coded += coded
+        return symbols
+
+    def finish(self) -> None:
+        """Refuse the data (BadCodeError) unless it is exactly the encoding of what was decoded."""
+        if self._left:
+            raise ValueError(f"{self._left} positions are not decoded yet")
+        _check_final(self._data, self._value, self._guard, self._r, self._w, PRECISION * self._coded)
 
 
 def _decode_prepared(data: bytes, tables: PreparedTables) -> list[int]:

@@ -148,7 +148,7 @@ class FactorizedPrior(nn.Module):
             cdf_k = upper[k, lo - first : hi - first + 1].double().numpy().copy()
             cdf_k[-1] = 1.0  # the ends absorb the tails: clamped values land there
             pmf = np.diff(cdf_k, prepend=0.0).clip(min=0.0)
-            rows.append(_quantize_pmf(pmf))
+            rows.append(quantize_pmf(pmf))
         lengths = np.array([len(r) - 1 for r in rows], np.int64)
         cdfs = np.full((self.dims, int(lengths.max()) + 1), arithmetic.TOTAL, dtype=np.int64)
         for k, row in enumerate(rows):
@@ -156,7 +156,7 @@ class FactorizedPrior(nn.Module):
         return CdfTables(np.array([lo for lo, _ in supports], np.int64), cdfs, lengths)
 
 
-def _quantize_pmf(pmf: np.ndarray) -> np.ndarray:
+def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
     """Probabilities → an integer CDF summing to 2**16, every symbol at least 1."""
     n = len(pmf)
     pmf = pmf / pmf.sum()

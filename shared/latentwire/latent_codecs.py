@@ -13,13 +13,17 @@ outside a kind's class branches on which kind it is: adding a kind is adding a c
                                             ▼
     latents (N, …) float ── compress ──► payloads ── decompress ──► latent values (one row)
 
-Two kinds ship:
+Three kinds:
 
 ``uniform8`` (``Uniform8Codec``; code format v1): the non-negative latent of the ``seed``
 network quantized to 8 bits on [0, latent_max], one byte per value.
 
 ``factorized`` (``FactorizedCodec``; code format v3): the rounded latent arithmetic-coded with
 the frozen integer CDF tables of a factorized prior (``entropy.CdfTables``), the quality ladder.
+
+``conditional`` (``ConditionalCodec``; code format v3): the rounded latent coded group by group,
+each value's integer mean and scale predicted from the groups before it by the frozen integer
+model of a ``conditional.ConditionalPrior`` (no shipped ladder uses it yet).
 
 Payloads carry no framing: ``codec.Compressor`` frames them by the kind's ``format_version``.
 """
@@ -32,17 +36,20 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, Self, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, TypeVar
 
 import numpy as np
 import torch
 
 from latentwire import arithmetic, bitstream
+from latentwire.conditional import ConditionalParams, ConditionalPrior, ConditionalTables, IntegerConditional
 from latentwire.entropy import CdfTables
 from latentwire.errors import BadCheckpointError, BadCodeError
 
 __all__ = [
     "CodecParams",
+    "ConditionalCodec",
+    "ConditionalSymbols",
     "FactorizedCodec",
     "LatentCodec",
     "Uniform8Codec",
@@ -317,3 +324,123 @@ class FactorizedCodec(LatentCodec):
     def information_bits(self, latents: np.ndarray | torch.Tensor) -> np.ndarray:
         cdfs = self._prepared.cdfs
         return np.array([arithmetic.information_bits(row.tolist(), cdfs) for row in self.symbols(latents)])
+
+
+# -----------------------------------------------------------------------------
+# conditional
+
+
+class ConditionalSymbols(NamedTuple):
+    """What a batch of latents codes to under a conditional model (each (N, K) int64)."""
+
+    values: np.ndarray  # the integer latent the codes carry (rounded; clamped where it had to be)
+    symbols: np.ndarray  # residual ŷ − μ̂ + R: the coded symbol of each position
+    indices: np.ndarray  # the CDF row (scale and mean fraction) each position is coded with
+
+
+@register_codec
+class ConditionalCodec(LatentCodec):
+    """The rounded latent (N, K), coded group by group with a conditional integer model.
+
+    The model (``conditional.IntegerConditional``, from ``ConditionalPrior.freeze()``) predicts
+    each value's integer mean μ̂ and CDF row (a scale and the mean's fraction) from the groups
+    before it; the residual ŷ − μ̂ is arithmetic-coded with that row. Decoding predicts group g
+    from the groups already decoded (``arithmetic.StreamDecoder``), so both sides see the same
+    integers::
+
+        group 0 ──► μ̂, scale (biases only) ──► decode n₀ residuals ──► values of group 0
+        group 1 ──► μ̂, scale from group 0 ───► decode n₁ residuals ──► values of group 1  …
+
+    A latent value is first rounded and clamped to ±V; a residual beyond ±R is clamped to ±R, and
+    the later groups are predicted from the value that code carries, so both sides agree. The
+    decoder accepts exactly the payloads ``compress`` can give: the arithmetic coder's canonical
+    bytes, decoding to values within ±V.
+    """
+
+    kind = "conditional"
+    format_version = bitstream.FORMAT_V3
+    needs_level = True
+    Params = ConditionalParams
+
+    params: ConditionalParams
+
+    def __init__(self, tables: ConditionalTables, params: ConditionalParams, dims: int) -> None:
+        self.params = params
+        self.model = IntegerConditional(params, tables, dims)  # validates the tables
+        self.dims = dims
+        self._rows = tuple(tuple(row) for row in tables.cdfs.tolist())  # the CDFs, for the coder
+        self._freqs = np.diff(tables.cdfs, axis=1)  # (rows, 2R + 1)
+        # the worst case: every position coded with the row holding the smallest frequency
+        worst = self._rows[int(self._freqs.min(axis=1).argmin())]
+        self.max_payload = max_payload_bytes([worst] * dims)
+
+    @classmethod
+    def from_checkpoint(
+        cls, codec: Mapping[str, Any], tables: Mapping[str, torch.Tensor], latent_shape: tuple[int, ...]
+    ) -> Self:
+        if len(latent_shape) != 1:
+            raise ValueError(f"a conditional model codes a latent vector, not {latent_shape}")
+        return cls(
+            ConditionalTables.from_tensors(tables), ConditionalParams.from_dict(codec), latent_shape[0]
+        )
+
+    @classmethod
+    def from_prior(cls, prior: ConditionalPrior) -> Self:
+        """The frozen integer codec of a trained prior (CompressAI's ``update()``)."""
+        return cls(prior.freeze(), prior.params, prior.dims)
+
+    def tables(self) -> dict[str, torch.Tensor]:
+        return self.model.tables.to_tensors()
+
+    def symbols(self, latents: np.ndarray | torch.Tensor) -> ConditionalSymbols:
+        """Latents (N, K) float → the integers their codes carry, group by group over the batch."""
+        z = _as_array(latents)
+        v, r = self.params.value_max, self.params.support
+        values = np.clip(np.rint(z.reshape(len(z), -1)), -v, v).astype(np.int64)  # (N, K)
+        symbols = np.empty_like(values)
+        indices = np.empty_like(values)
+        bounds = self.model.bounds
+        for g in range(self.params.groups):
+            start, end = int(bounds[g]), int(bounds[g + 1])
+            means, indices[:, start:end] = self.model.predict(values, g)
+            residuals = np.clip(values[:, start:end] - means, -r, r)
+            values[:, start:end] = means + residuals  # what the decoder will see
+            symbols[:, start:end] = residuals + r
+        return ConditionalSymbols(values, symbols, indices)
+
+    def compress(self, latents: np.ndarray | torch.Tensor) -> list[bytes]:
+        coded = self.symbols(latents)
+        rows = self._rows
+        return [
+            arithmetic.encode(symbols, [rows[i] for i in indices])
+            for symbols, indices in zip(coded.symbols.tolist(), coded.indices.tolist(), strict=True)
+        ]
+
+    def decompress(self, payload: bytes) -> np.ndarray:
+        if len(payload) > self.max_payload:  # before the decoder spends time on it
+            raise BadCodeError(
+                f"the payload is {len(payload)} bytes, longer than any code of this model "
+                f"(at most {self.max_payload}): padded or corrupted"
+            )
+        decoder = arithmetic.StreamDecoder(payload, positions=self.dims)
+        values = np.zeros((1, self.dims), np.int64)
+        rows, r, bounds = self._rows, self.params.support, self.model.bounds
+        for g in range(self.params.groups):
+            start, end = int(bounds[g]), int(bounds[g + 1])
+            means, indices = self.model.predict(values, g)
+            symbols = decoder.decode([rows[i] for i in indices[0].tolist()])
+            values[0, start:end] = means[0] + np.array(symbols, np.int64) - r
+            if np.abs(values[0, start:end]).max() > self.params.value_max:  # the encoder clamps to ±V
+                raise BadCodeError(
+                    f"the payload decodes to a latent value beyond ±{self.params.value_max}, "
+                    "which no code of this model carries: corrupted"
+                )
+        decoder.finish()
+        decoded: np.ndarray = values[0].astype(np.float32)
+        return decoded
+
+    def information_bits(self, latents: np.ndarray | torch.Tensor) -> np.ndarray:
+        coded = self.symbols(latents)
+        freqs = self._freqs[coded.indices, coded.symbols]  # (N, K)
+        bits: np.ndarray = (arithmetic.PRECISION - np.log2(freqs)).sum(axis=1)
+        return bits

@@ -123,7 +123,7 @@ def test_unknown_codec_kind_is_refused(tmp_path: Path, checkpoint_factory: Calla
     loaded = load_decoder(checkpoint_factory(tmp_path / "x"))
     enc_loaded = Compressor.from_checkpoint(tmp_path / "x").encoder.float()
     save_checkpoint(tmp_path / "y", encoder=enc_loaded, decoder=loaded.module, codec={"kind": "zstd"})
-    message = "unknown codec {'kind': 'zstd'}; this build knows uniform8 and factorized"
+    message = "unknown codec {'kind': 'zstd'}; this build knows uniform8, factorized and conditional"
     with pytest.raises(BadCheckpointError, match=re.escape(message)):
         Decompressor.from_checkpoint(tmp_path / "y")
 

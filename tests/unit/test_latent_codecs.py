@@ -49,14 +49,14 @@ def factorized(dims: int = 8, seed: int = 0) -> FactorizedCodec:
 
 
 def test_the_registry_knows_the_shipped_kinds() -> None:
-    assert codec_kinds() == ("uniform8", "factorized")
+    assert codec_kinds() == ("uniform8", "factorized", "conditional")
     assert (Uniform8Codec.format_version, Uniform8Codec.needs_level) == (bitstream.FORMAT_V1, False)
     assert (FactorizedCodec.format_version, FactorizedCodec.needs_level) == (bitstream.FORMAT_V3, True)
 
 
 @pytest.mark.parametrize("codec", [{"kind": "zstd"}, {}, {"kind": ["uniform8"]}, {"kind": None}])
 def test_an_unknown_kind_is_refused(codec: dict[str, Any]) -> None:
-    message = f"unknown codec {codec!r}; this build knows uniform8 and factorized"
+    message = f"unknown codec {codec!r}; this build knows uniform8, factorized and conditional"
     with pytest.raises(BadCheckpointError, match=f"^{re.escape(message)}$"):
         codec_for(codec, {}, (8,), model_id="0123456789abcdef")
 
@@ -333,6 +333,8 @@ def test_a_new_kind_loads_through_the_codec_without_touching_it(
     assert np.array_equal(DecoderLadder.load(root).decompress(codes)[0], pixels)  # v1: routed by model id
     container = compressor.compress_batch(IMAGES)
     assert bitstream.unpack_batch(container, max_codes=10, model_id_for=lambda level, denoise: "") == codes
-    assert codec_kinds() == ("uniform8", "factorized", "raw-int8")
-    with pytest.raises(BadCheckpointError, match=r"this build knows uniform8, factorized and raw-int8$"):
+    assert codec_kinds() == ("uniform8", "factorized", "conditional", "raw-int8")
+    with pytest.raises(
+        BadCheckpointError, match=r"this build knows uniform8, factorized, conditional and raw-int8$"
+    ):
         codec_for({"kind": "zstd"}, {}, (8,), model_id="x")

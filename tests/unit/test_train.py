@@ -52,6 +52,31 @@ def test_rate_training_writes_one_checkpoint_per_level(tmp_path: Path, mnist_tes
         assert pixels.shape == (5, 28, 28)
 
 
+def test_conditional_prior_trains_and_exports_its_codec(tmp_path: Path, mnist_test: MnistSplit) -> None:
+    out = tmp_path / "c2"
+    args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "5", "--level", "2", *SMALL]
+    assert train.main([*args, "--prior", "conditional", "--groups", "4", "--out", str(out)]) == 0
+    meta = read_meta(out / "decoder.safetensors", "decoder")
+    assert meta.codec["kind"] == "conditional" and meta.codec["groups"] == 4 and meta.level == 2
+    assert meta.training["prior"] == "conditional" and meta.metrics["information_bits"] > 0
+    assert meta.metrics["payload_bytes"] < meta.metrics["information_bits"] / 8 + 1
+    # the float model's rate (on the rounded test latents) and the integer model's are close
+    assert (
+        abs(meta.metrics["prior_bits"] - meta.metrics["information_bits"]) < 0.1 * meta.metrics["prior_bits"]
+    )
+    model = EncoderLadder.load(tmp_path).levels()[0]
+    pixels, _ = DecoderLadder.load(tmp_path).decompress(model.compress(mnist_test.images[:5]))
+    assert pixels.shape == (5, 28, 28)
+
+
+def test_conditional_prior_options_are_checked(tmp_path: Path) -> None:
+    out = str(tmp_path / "x")
+    assert train.main(["--preset", "tiny", "--prior", "conditional", "--out", out]) == 2
+    assert (
+        train.main(["--preset", "dense-tiny", "--prior", "conditional", "--groups", "9", "--out", out]) == 2
+    )
+
+
 def test_same_seed_same_metrics(tmp_path: Path, mnist_test: MnistSplit) -> None:
     metrics = []
     for run in ("a", "b"):
