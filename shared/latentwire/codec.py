@@ -34,7 +34,7 @@ import torch
 
 from latentwire import bitstream
 from latentwire.checkpoint import CheckpointMeta, LoadedDecoder, LoadedEncoder, load_decoder, load_encoder
-from latentwire.errors import BadCheckpointError, BadImageError, LatentwireError
+from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, LatentwireError
 from latentwire.inference import InvariantRunner
 from latentwire.latent_codecs import LatentCodec, codec_for
 from latentwire.nets import Decoder, Encoder
@@ -217,16 +217,36 @@ class Decompressor(ModelHalf):
         """One payload → its latent as float32, (C·H·W,) or (K,); raises BadCodeError if malformed."""
         return self.latent_codec.decompress(payload)
 
+    def latent_values_many(self, payloads: Sequence[bytes]) -> list[np.ndarray | BadCodeError]:
+        """Payloads → each one's ``latent_values``, or its BadCodeError; decoded together where the
+        codec can (``LatentCodec.decompress_many``), with the results of decoding each alone."""
+        return self.latent_codec.decompress_many(payloads)
+
     def decompress(self, codes: Sequence[bytes]) -> np.ndarray:
-        """N codes → uint8 (N, 28, 28). Any bad code raises before anything is decoded."""
-        rows = []
+        """N codes → uint8 (N, 28, 28). Any bad code raises before anything is decoded.
+
+        The error is the first bad code's, as if each were decoded in turn, and in a batch it
+        names that code's index. The payloads are decoded together (``latent_values_many``).
+        """
+        payloads: list[bytes] = []
+        culprit: tuple[int, LatentwireError] | None = None
         for index, code in enumerate(codes):
             try:
-                rows.append(self.latent_values(self.payload(code)))
+                payloads.append(self.payload(code))
             except LatentwireError as exc:
-                if len(codes) > 1:  # name the culprit in a batch
-                    raise exc.prefixed(f"code {index}: ") from exc
-                raise
+                culprit = (index, exc)
+                break  # the codes before it may hold an earlier bad one: decode only those
+        rows: list[np.ndarray] = []
+        for index, row in enumerate(self.latent_values_many(payloads)):
+            if isinstance(row, LatentwireError):
+                culprit = (index, row)
+                break
+            rows.append(row)
+        if culprit is not None:
+            index, error = culprit
+            if len(codes) > 1:  # name the culprit in a batch
+                raise error.prefixed(f"code {index}: ") from error
+            raise error
         if not rows:
             return np.zeros((0, *IMAGE_SHAPE), np.uint8)
         return self.decode_latents(np.stack(rows))

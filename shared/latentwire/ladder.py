@@ -23,7 +23,13 @@ import numpy as np
 from latentwire import bitstream
 from latentwire.checkpoint import DECODER_FILE, DEFAULT_CHECKPOINT_DIR, ENCODER_FILE, Half
 from latentwire.codec import Compressor, Decompressor, ModelHalf
-from latentwire.errors import BadCheckpointError, BadRequestError, ForeignModelError, LatentwireError
+from latentwire.errors import (
+    BadCheckpointError,
+    BadCodeError,
+    BadRequestError,
+    ForeignModelError,
+    LatentwireError,
+)
 
 __all__ = ["DecoderLadder", "EncoderLadder", "Ladder", "checkpoint_files", "compress_each", "describe"]
 
@@ -171,18 +177,29 @@ class DecoderLadder(Ladder[Decompressor]):
     def decompress(self, codes: Sequence[bytes]) -> tuple[np.ndarray, list[Decompressor]]:
         """N codes (of any models here) → uint8 (N, 28, 28) and the model of each.
 
-        Every code is checked before any is decoded; a batch error names the culprit's index.
+        Every code is checked before any is decoded; a batch error names the culprit's index
+        (the first bad code's error, as if each were decoded in turn).
         """
-        models, latents = [], []
+        opened: list[tuple[Decompressor, bytes]] = []
+        culprit: tuple[int, LatentwireError] | None = None
         for index, code in enumerate(codes):
             try:
-                model, payload = self.open(code)
-                latents.append(model.latent_values(payload))
+                opened.append(self.open(code))
             except LatentwireError as exc:
-                if len(codes) > 1:
-                    raise exc.prefixed(f"code {index}: ") from exc
-                raise
-            models.append(model)
+                culprit = (index, exc)
+                break  # the codes before it may hold an earlier bad one: decode only those
+        latents: list[np.ndarray] = []
+        for index, row in enumerate(_latents_each(opened)):
+            if isinstance(row, LatentwireError):
+                culprit = (index, row)
+                break
+            latents.append(row)
+        if culprit is not None:
+            index, error = culprit
+            if len(codes) > 1:
+                raise error.prefixed(f"code {index}: ") from error
+            raise error
+        models = [model for model, _ in opened]
         out = np.zeros((len(codes), 28, 28), np.uint8)
         for model, rows in _rows_by_model(models).items():  # one decoder pass per model
             out[rows] = model.decode_latents(np.stack([latents[i] for i in rows]))
@@ -192,17 +209,12 @@ class DecoderLadder(Ladder[Decompressor]):
     def decompress_each(opened: Sequence[tuple[Decompressor, bytes]]) -> list[np.ndarray | LatentwireError]:
         """Payloads already ``open``ed → a uint8 (28, 28) image each, or that payload's error.
 
-        One decoder pass per model; a bad payload fails alone (what a micro-batch of unrelated
-        requests needs), unlike ``decompress``, which refuses the whole batch.
+        One latent decoding (``Decompressor.latent_values_many``) and one decoder pass per
+        model; a bad payload fails alone (what a micro-batch of unrelated requests needs),
+        unlike ``decompress``, which refuses the whole batch.
         """
-        results: list[np.ndarray | LatentwireError] = []
-        good: dict[int, np.ndarray] = {}
-        for index, (model, payload) in enumerate(opened):
-            try:
-                good[index] = model.latent_values(payload)
-                results.append(_PENDING)
-            except LatentwireError as exc:
-                results.append(exc)
+        results: list[np.ndarray | LatentwireError] = list(_latents_each(opened))
+        good = {index: row for index, row in enumerate(results) if isinstance(row, np.ndarray)}
         models = {index: opened[index][0] for index in good}
         for model, rows in _rows_by_model(models).items():
             pixels = model.decode_latents(np.stack([good[i] for i in rows]))
@@ -214,7 +226,16 @@ class DecoderLadder(Ladder[Decompressor]):
         return bitstream.unpack_batch(data, max_codes=max_codes, model_id_for=self.model_id_for)
 
 
-_PENDING = np.zeros((0, 0), np.uint8)  # placeholder until the model's pass fills the slot
+def _latents_each(opened: Sequence[tuple[Decompressor, bytes]]) -> list[np.ndarray | BadCodeError]:
+    """Each payload's latent values, or its BadCodeError: the payloads of a model decoded together."""
+    results: list[np.ndarray | BadCodeError] = [_PENDING] * len(opened)
+    for model, rows in _rows_by_model([model for model, _ in opened]).items():
+        for row, result in zip(rows, model.latent_values_many([opened[i][1] for i in rows]), strict=True):
+            results[row] = result
+    return results
+
+
+_PENDING = np.zeros((0,), np.float32)  # placeholder until the model's decoding fills the slot
 
 
 def _rows_by_model(models: Sequence[Model] | dict[int, Model]) -> dict[Model, list[int]]:

@@ -12,6 +12,7 @@ outside a kind's class branches on which kind it is: adding a kind is adding a c
                                             │  the registered class for "kind"
                                             ▼
     latents (N, …) float ── compress ──► payloads ── decompress ──► latent values (one row)
+                                                  └── decompress_many ──► a row or a BadCodeError each
 
 Three kinds:
 
@@ -74,7 +75,8 @@ class LatentCodec(abc.ABC):
     """One way of coding latents: a registered kind, its parameters, its tables, its format.
 
     Subclasses set the class variables, define ``Params`` and implement ``from_checkpoint``,
-    ``compress`` and ``decompress``; ``register_codec`` makes checkpoints of the kind loadable.
+    ``compress`` and ``decompress`` (and may override ``decompress_many``, a batch of payloads
+    at once); ``register_codec`` makes checkpoints of the kind loadable.
     """
 
     kind: ClassVar[str]  # the checkpoint's codec["kind"]
@@ -102,6 +104,21 @@ class LatentCodec(abc.ABC):
     @abc.abstractmethod
     def decompress(self, payload: bytes) -> np.ndarray:
         """One payload → its latent values, float32, flattened; BadCodeError if malformed."""
+
+    def decompress_many(self, payloads: Sequence[bytes]) -> list[np.ndarray | BadCodeError]:
+        """Payloads → each one's ``decompress`` result, or the BadCodeError it raises.
+
+        Exactly what decoding each payload alone gives, values and refusals; a bad payload
+        fails alone. This default decodes them one by one; a kind whose decoding has a fixed
+        cost per step overrides it to decode the batch together (``ConditionalCodec``).
+        """
+        results: list[np.ndarray | BadCodeError] = []
+        for payload in payloads:
+            try:
+                results.append(self.decompress(payload))
+            except BadCodeError as exc:
+                results.append(exc)
+        return results
 
     def information_bits(self, latents: np.ndarray | torch.Tensor) -> np.ndarray | None:
         """(N,) information content in bits of each latent under the codec's entropy model.
@@ -351,6 +368,9 @@ class ConditionalCodec(LatentCodec):
         group 0 ──► μ̂, scale (biases only) ──► decode n₀ residuals ──► values of group 0
         group 1 ──► μ̂, scale from group 0 ───► decode n₁ residuals ──► values of group 1  …
 
+    ``decompress_many`` decodes a batch of payloads this way together: one model pass per group
+    over the rows of all of them (G passes in all, not G per payload), the same results.
+
     A latent value is first rounded and clamped to ±V; a residual beyond ±R is clamped to ±R, and
     the later groups are predicted from the value that code carries, so both sides agree. The
     decoder accepts exactly the payloads ``compress`` can give: the arithmetic coder's canonical
@@ -417,27 +437,66 @@ class ConditionalCodec(LatentCodec):
         ]
 
     def decompress(self, payload: bytes) -> np.ndarray:
-        if len(payload) > self.max_payload:  # before the decoder spends time on it
-            raise BadCodeError(
-                f"the payload is {len(payload)} bytes, longer than any code of this model "
-                f"(at most {self.max_payload}): padded or corrupted"
-            )
-        decoder = arithmetic.StreamDecoder(payload, positions=self.dims)
-        values = np.zeros((1, self.dims), np.int64)
-        rows, r, bounds = self._rows, self.params.support, self.model.bounds
-        for g in range(self.params.groups):
-            start, end = int(bounds[g]), int(bounds[g + 1])
-            means, indices = self.model.predict(values, g)
-            symbols = decoder.decode([rows[i] for i in indices[0].tolist()])
-            values[0, start:end] = means[0] + np.array(symbols, np.int64) - r
-            if np.abs(values[0, start:end]).max() > self.params.value_max:  # the encoder clamps to ±V
-                raise BadCodeError(
-                    f"the payload decodes to a latent value beyond ±{self.params.value_max}, "
-                    "which no code of this model carries: corrupted"
-                )
-        decoder.finish()
-        decoded: np.ndarray = values[0].astype(np.float32)
+        decoded = self.decompress_many([payload])[0]
+        if isinstance(decoded, BadCodeError):
+            raise decoded
         return decoded
+
+    def decompress_many(self, payloads: Sequence[bytes]) -> list[np.ndarray | BadCodeError]:
+        """Decode the payloads together, group by group: one integer-model pass per group.
+
+        Each payload has its own ``arithmetic.StreamDecoder``; for group g, one
+        ``IntegerConditional.predict`` over the rows of the payloads still being decoded gives
+        each its means and CDF rows, and each decoder decodes its group-g residuals with its own
+        rows. The model is exact integer arithmetic, row by row, so every payload decodes (or is
+        refused, at the same step with the same message) exactly as it would alone; a refused
+        payload leaves the batch and the others go on.
+        """
+        errors: dict[int, BadCodeError] = {}  # by index: the payloads refused
+        decoders: dict[int, arithmetic.StreamDecoder] = {}  # by index: the payloads still decoding
+        for index, payload in enumerate(payloads):
+            try:
+                if len(payload) > self.max_payload:  # before the decoder spends time on it
+                    raise BadCodeError(
+                        f"the payload is {len(payload)} bytes, longer than any code of this model "
+                        f"(at most {self.max_payload}): padded or corrupted"
+                    )
+                decoders[index] = arithmetic.StreamDecoder(payload, positions=self.dims)
+            except BadCodeError as exc:
+                errors[index] = exc
+        values = np.zeros((len(payloads), self.dims), np.int64)  # a refused payload's row is left as is
+        live = np.fromiter(decoders, np.int64, len(decoders))  # the rows still decoding, in order
+        rows, r, v, bounds = self._rows, self.params.support, self.params.value_max, self.model.bounds
+        for g in range(self.params.groups):
+            if not len(live):
+                break
+            start, end = int(bounds[g]), int(bounds[g + 1])
+            every = len(live) == len(payloads)  # no refusal yet: views, not copies
+            means, indices = self.model.predict(values if every else values[live, :start], g)
+            symbols = [
+                decoders[index].decode([rows[i] for i in row])
+                for index, row in zip(live.tolist(), indices.tolist(), strict=True)
+            ]
+            decoded = means + np.array(symbols, np.int64).reshape(means.shape) - r  # (n, end − start)
+            if every:
+                values[:, start:end] = decoded
+            else:
+                values[live, start:end] = decoded
+            beyond = (np.abs(decoded) > v).any(axis=1)  # the encoder clamps to ±V
+            if beyond.any():
+                for index in live[beyond].tolist():
+                    errors[index] = BadCodeError(
+                        f"the payload decodes to a latent value beyond ±{v}, "
+                        "which no code of this model carries: corrupted"
+                    )
+                    del decoders[index]
+                live = live[~beyond]
+        for index, decoder in decoders.items():
+            try:
+                decoder.finish()
+            except BadCodeError as exc:
+                errors[index] = exc
+        return [errors[i] if i in errors else values[i].astype(np.float32) for i in range(len(payloads))]
 
     def information_bits(self, latents: np.ndarray | torch.Tensor) -> np.ndarray:
         coded = self.symbols(latents)

@@ -415,3 +415,184 @@ def test_a_trained_model_codes_through_the_compressor_and_the_ladder(tmp_path: P
     via_ladder, _ = ladder.decompress(codes)
     assert np.array_equal(via_ladder, pixels)
     assert np.array_equal(receiver.decompress(codes[:1]), pixels[:1])  # alone as in a batch
+
+
+# -----------------------------------------------------------------------------
+# decoding a batch of payloads together
+
+
+def _decode_alone(model: ConditionalCodec, payload: bytes) -> np.ndarray | BadCodeError:
+    """One payload decoded on its own, group by group (the one-code decoder, written out here)."""
+    try:
+        if len(payload) > model.max_payload:
+            raise BadCodeError(
+                f"the payload is {len(payload)} bytes, longer than any code of this model "
+                f"(at most {model.max_payload}): padded or corrupted"
+            )
+        decoder = arithmetic.StreamDecoder(payload, positions=model.dims)
+        values = np.zeros((1, model.dims), np.int64)
+        for g in range(model.params.groups):
+            start, end = int(model.model.bounds[g]), int(model.model.bounds[g + 1])
+            means, indices = model.model.predict(values, g)
+            symbols = decoder.decode([model._rows[i] for i in indices[0].tolist()])
+            values[0, start:end] = means[0] + np.array(symbols, np.int64) - model.params.support
+            if np.abs(values[0, start:end]).max() > model.params.value_max:
+                raise BadCodeError(
+                    f"the payload decodes to a latent value beyond ±{model.params.value_max}, "
+                    "which no code of this model carries: corrupted"
+                )
+        decoder.finish()
+    except BadCodeError as exc:
+        return exc
+    decoded: np.ndarray = values[0].astype(np.float32)
+    return decoded
+
+
+def _same(a: np.ndarray | Exception, b: np.ndarray | Exception) -> bool:
+    """Equal values (dtype included), or errors of the same class with the same message."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and str(a) == str(b)
+
+
+VALUES = st.floats(-300, 300, width=32)
+DAMAGE = ["truncate", "flip", "long", "extend", "random"]
+
+
+def _damaged(payload: bytes, kind: str, rng: np.random.Generator, max_payload: int) -> bytes:
+    if kind == "truncate":
+        return payload[: int(rng.integers(0, max(len(payload), 1)))]
+    if kind == "flip" and payload:
+        bit = int(rng.integers(0, 8 * len(payload)))
+        return (int.from_bytes(payload, "big") ^ (1 << bit)).to_bytes(len(payload), "big")
+    if kind == "long":
+        return payload + bytes(max_payload + 1 - len(payload))  # one byte past the bound
+    if kind == "extend":
+        return payload + rng.bytes(int(rng.integers(1, 3)))
+    return rng.bytes(int(rng.integers(0, max_payload + 1)))  # random bytes
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    latents=arrays(np.float32, st.tuples(st.integers(1, 6), st.just(8)), elements=VALUES),
+    damage=st.lists(st.sampled_from(["none", *DAMAGE]), min_size=6, max_size=6),
+    seed=st.integers(0, 3),
+    groups=st.sampled_from([1, 3, 8]),
+)  # fmt: skip
+def test_a_batch_decodes_as_each_payload_alone(
+    latents: np.ndarray, damage: list[str], seed: int, groups: int
+) -> None:
+    model = codec(8, groups, seed)
+    rng = np.random.default_rng(seed)
+    payloads = [
+        p if kind == "none" else _damaged(p, kind, rng, model.max_payload)
+        for p, kind in zip(model.compress(latents), damage, strict=False)
+    ]
+    batch = model.decompress_many(payloads)
+    assert len(batch) == len(payloads)
+    coded = model.symbols(latents)
+    for result, payload, kind, values in zip(batch, payloads, damage, coded.values, strict=False):
+        assert _same(result, _decode_alone(model, payload))
+        try:
+            alone: np.ndarray | BadCodeError = model.decompress(payload)
+        except BadCodeError as exc:
+            alone = exc
+        assert _same(result, alone)
+        if kind == "none":
+            assert isinstance(result, np.ndarray) and np.array_equal(result, values)
+
+
+def test_a_batch_mixing_good_and_bad_payloads_gives_each_its_own_result() -> None:
+    model = codec(8, 4)
+    rng = np.random.default_rng(5)
+    latents = rng.normal(0, 3, (24, 8)).astype(np.float32)
+    good = model.compress(latents)
+    kinds = ["none", "truncate", "flip", "long", "random", "extend"] * 4
+    payloads = [
+        p if kind == "none" else _damaged(p, kind, rng, model.max_payload)
+        for p, kind in zip(good, kinds, strict=True)
+    ]
+    payloads += [
+        bytes([0xFF]) * model.max_payload,
+        b"",
+    ]  # the largest value: beyond ±V, or the coder's refusal
+    batch = model.decompress_many(payloads)
+    expected = [_decode_alone(model, p) for p in payloads]
+    assert all(_same(a, b) for a, b in zip(batch, expected, strict=True))
+    errors = [r for r in batch if isinstance(r, BadCodeError)]
+    messages = {str(e).split(":")[0] for e in errors}
+    assert len(errors) >= 8 and len(messages) >= 2  # refusals of more than one kind, each alone
+    assert any("longer than any code" in m for m in messages)
+    for result, kind, values in zip(batch, kinds, np.rint(latents), strict=False):
+        if kind == "none":
+            assert isinstance(result, np.ndarray) and np.array_equal(result, values)
+    assert model.decompress_many([]) == []
+
+
+def test_the_default_decompress_many_loops_over_decompress() -> None:
+    factorized = codec_for({"kind": "uniform8", "latent_max": 2.0}, {}, (4,), model_id="test")
+    payloads = [bytes([0, 64, 128, 255]), b"\x01"]
+    batch = factorized.decompress_many(payloads)
+    assert isinstance(batch[0], np.ndarray) and np.array_equal(batch[0], factorized.decompress(payloads[0]))
+    assert isinstance(batch[1], BadCodeError) and "expects 4" in str(batch[1])
+    assert factorized.decompress_many([]) == []
+
+
+def test_a_trained_model_decodes_a_batch_as_one_by_one_through_the_receivers(tmp_path: Path) -> None:
+    model, _ = trained_prior(40)
+    preset = get_preset("dense-tiny")
+    torch.manual_seed(0)
+    encoder, decoder = Encoder(preset), Decoder(preset)
+    bottleneck = encoder.net[-1]
+    assert isinstance(bottleneck, torch.nn.Linear)
+    with torch.no_grad():
+        bottleneck.weight.mul_(400.0)
+    frozen = ConditionalCodec.from_prior(model)
+    save_checkpoint(
+        tmp_path / "q2", encoder=encoder, decoder=decoder, codec=frozen.params.to_dict(),
+        tables=frozen.tables(), level=2,
+    )  # fmt: skip
+    sender, receiver = (
+        Compressor.from_checkpoint(tmp_path / "q2"),
+        Decompressor.from_checkpoint(tmp_path / "q2"),
+    )
+    ladder = DecoderLadder.load(tmp_path)
+    images = np.random.default_rng(1).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    codes = sender.compress(images)
+    pixels = receiver.decompress(codes)
+    assert np.array_equal(pixels, np.concatenate([receiver.decompress([c]) for c in codes]))
+    assert np.array_equal(ladder.decompress(codes)[0], pixels)
+    assert receiver.decompress([]).shape == (0, 28, 28) and ladder.decompress([])[0].shape == (0, 28, 28)
+    assert DecoderLadder.decompress_each([]) == []
+
+    # bad payloads in good framing (the decoder refuses them), and a code whose framing is bad
+    rng = np.random.default_rng(2)
+    payloads = sender.payloads(images)
+    bad_payloads = [_damaged(payloads[i], kind, rng, frozen.max_payload) for i, kind in
+                    [(1, "truncate"), (3, "flip"), (5, "random"), (7, "extend")]]  # fmt: skip
+    bad_codes = [
+        sender.frame(p) for p in bad_payloads if not isinstance(frozen.decompress_many([p])[0], np.ndarray)
+    ]
+    assert len(bad_codes) >= 2
+    unframed = codes[0][:-1] + bytes([codes[0][-1] ^ 1])  # the keyed check fails
+    mixed = [codes[0], bad_codes[0], codes[2], unframed, bad_codes[1], codes[4]]
+
+    def alone(code: bytes) -> np.ndarray | Exception:
+        try:
+            return receiver.decompress([code])[0]
+        except Exception as exc:  # compared by class and message
+            return exc
+
+    expected = [alone(c) for c in mixed]
+    assert [isinstance(e, Exception) for e in expected] == [False, True, False, True, True, False]
+    # a batch refuses with the first bad code's error, named by its index, as one by one would
+    for batch, first in ((mixed, 1), (mixed[:1] + mixed[3:], 1), (mixed[2:], 1)):
+        message = str(alone(batch[first]))
+        for decompress in (receiver.decompress, lambda b: ladder.decompress(b)[0]):
+            with pytest.raises(BadCodeError) as info:
+                decompress(batch)
+            assert str(info.value) == f"code {first}: {message}"
+    # the receiver service's path: each payload its own result, the good ones unharmed
+    kept = [i for i in range(len(mixed)) if i != 3]  # the service opens each code first; 3 fails there
+    each = DecoderLadder.decompress_each([ladder.open(mixed[i]) for i in kept])
+    assert all(_same(a, expected[i]) for a, i in zip(each, kept, strict=True))
