@@ -29,7 +29,7 @@ else
     done
 fi
 chromium --version 2>/dev/null
-kubectl version --client 2>/dev/null | head -n 1
+kubectl version --client 2>/dev/null | sed -n 1p   # sed reads it all: no SIGPIPE under pipefail
 cd "$(dirname "$0")/../.."
 kubectl kustomize deploy/kubernetes/base >/dev/null \
     || { echo "[test-tools] this kubectl cannot render deploy/kubernetes: kustomize v5 (kubectl >= 1.27) is needed" >&2; exit 1; }
