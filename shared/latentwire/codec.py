@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from latentwire.inference import InvariantRunner
 from latentwire.latent_codecs import LatentCodec, codec_for
 from latentwire.nets import Decoder, Encoder
 
-__all__ = ["Compressor", "Decompressor", "ModelHalf"]
+__all__ = ["Compressor", "Decompressor", "ModelHalf", "latents_in_order"]
 
 IMAGE_SHAPE = (28, 28)
 
@@ -64,6 +64,42 @@ def to_pixels(images: torch.Tensor) -> np.ndarray:
 
 def _runner(module: Encoder | Decoder, *, pixels: bool) -> InvariantRunner:
     return InvariantRunner(module.float().eval().net, pixels=pixels)
+
+
+Opened = TypeVar("Opened")
+
+
+def latents_in_order(
+    codes: Sequence[bytes],
+    open_code: Callable[[bytes], Opened],
+    latents_each: Callable[[list[Opened]], Sequence[np.ndarray | LatentwireError]],
+) -> tuple[list[Opened], list[np.ndarray]]:
+    """Open every code, decode the latents of all of them together; or raise the first bad code's
+    error, as if each were decoded in turn (in a batch, named by its index).
+
+    The codes after one that does not open are not decoded: the ones before it may hold an
+    earlier bad one, so only those are.
+    """
+    opened: list[Opened] = []
+    culprit: tuple[int, LatentwireError] | None = None
+    for index, code in enumerate(codes):
+        try:
+            opened.append(open_code(code))
+        except LatentwireError as exc:
+            culprit = (index, exc)
+            break
+    rows: list[np.ndarray] = []
+    for index, row in enumerate(latents_each(opened)):
+        if isinstance(row, LatentwireError):
+            culprit = (index, row)
+            break
+        rows.append(row)
+    if culprit is not None:
+        index, error = culprit
+        if len(codes) > 1:  # name the culprit in a batch
+            raise error.prefixed(f"code {index}: ") from error
+        raise error
+    return opened, rows
 
 
 class ModelHalf:
@@ -228,25 +264,7 @@ class Decompressor(ModelHalf):
         The error is the first bad code's, as if each were decoded in turn, and in a batch it
         names that code's index. The payloads are decoded together (``latent_values_many``).
         """
-        payloads: list[bytes] = []
-        culprit: tuple[int, LatentwireError] | None = None
-        for index, code in enumerate(codes):
-            try:
-                payloads.append(self.payload(code))
-            except LatentwireError as exc:
-                culprit = (index, exc)
-                break  # the codes before it may hold an earlier bad one: decode only those
-        rows: list[np.ndarray] = []
-        for index, row in enumerate(self.latent_values_many(payloads)):
-            if isinstance(row, LatentwireError):
-                culprit = (index, row)
-                break
-            rows.append(row)
-        if culprit is not None:
-            index, error = culprit
-            if len(codes) > 1:  # name the culprit in a batch
-                raise error.prefixed(f"code {index}: ") from error
-            raise error
+        _, rows = latents_in_order(codes, self.payload, self.latent_values_many)
         if not rows:
             return np.zeros((0, *IMAGE_SHAPE), np.uint8)
         return self.decode_latents(np.stack(rows))

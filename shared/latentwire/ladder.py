@@ -22,7 +22,7 @@ import numpy as np
 
 from latentwire import bitstream
 from latentwire.checkpoint import DECODER_FILE, DEFAULT_CHECKPOINT_DIR, ENCODER_FILE, Half
-from latentwire.codec import Compressor, Decompressor, ModelHalf
+from latentwire.codec import Compressor, Decompressor, ModelHalf, latents_in_order
 from latentwire.errors import (
     BadCheckpointError,
     BadCodeError,
@@ -180,25 +180,7 @@ class DecoderLadder(Ladder[Decompressor]):
         Every code is checked before any is decoded; a batch error names the culprit's index
         (the first bad code's error, as if each were decoded in turn).
         """
-        opened: list[tuple[Decompressor, bytes]] = []
-        culprit: tuple[int, LatentwireError] | None = None
-        for index, code in enumerate(codes):
-            try:
-                opened.append(self.open(code))
-            except LatentwireError as exc:
-                culprit = (index, exc)
-                break  # the codes before it may hold an earlier bad one: decode only those
-        latents: list[np.ndarray] = []
-        for index, row in enumerate(_latents_each(opened)):
-            if isinstance(row, LatentwireError):
-                culprit = (index, row)
-                break
-            latents.append(row)
-        if culprit is not None:
-            index, error = culprit
-            if len(codes) > 1:
-                raise error.prefixed(f"code {index}: ") from error
-            raise error
+        opened, latents = latents_in_order(codes, self.open, _latents_each)
         models = [model for model, _ in opened]
         out = np.zeros((len(codes), 28, 28), np.uint8)
         for model, rows in _rows_by_model(models).items():  # one decoder pass per model

@@ -11,7 +11,6 @@ chromium the test skips, and fails under ``CI=true``.
 
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from tests.browser import (
     require_chromium,
     screenshot,
 )
-from tests.integration.conftest import Compose
+from tests.integration.conftest import Compose, from_b64
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +43,6 @@ SCREENSHOTS = Path(
     os.environ.get("LATENTWIRE_SCREENSHOT_DIR")
     or Path(__file__).resolve().parents[2] / "build" / "screenshots"
 )
-
-
-def _b64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def test_demo_page_through_the_gateway(stack: Compose) -> None:
@@ -66,7 +61,7 @@ def test_demo_page_through_the_gateway(stack: Compose) -> None:
         response = answered.value
         assert response.status == 200, response.text()
         body = response.json()
-        code, encoded_input = _b64url(body["code"]), _b64url(body["input"])
+        code, encoded_input = from_b64(body["code"]), from_b64(body["input"])
         shown = read_result(page)
         assert shown.state == "done", shown
         assert shown.code_bytes == len(code) == body["bytes"]
