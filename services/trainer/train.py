@@ -14,8 +14,8 @@ the shipped seed model by::
     latentwire-train --preset seed --epochs 10 --seed 0 --out shared/latentwire/pretrained/seed
 
 Two kinds of preset: ``seed`` / ``tiny`` minimize the reconstruction loss alone and quantize the
-latent to 8 bits afterwards; ``dense`` / ``dense-tiny`` learn an entropy model jointly and
-minimize rate + λ·distortion (bits per image + λ · per-image sum of the loss over pixels). The
+latent to 8 bits afterwards; the vector-latent presets (``dense``, ``dense-32``, ``residual`` …)
+learn an entropy model jointly and minimize rate + λ·distortion (bits per image + λ · per-image sum of the loss over pixels). The
 entropy model is ``--prior factorized`` (the shipped ladder's) or ``--prior conditional``: each
 latent value's Laplace mean and scale predicted from the groups of values before it
 (latentwire.conditional), decoded in ``--groups`` passes.
@@ -49,7 +49,7 @@ from tqdm import tqdm
 import latentwire
 from latentwire.checkpoint import load_decoder, load_encoder, save_checkpoint
 from latentwire.codec import Compressor, Decompressor, to_tensor
-from latentwire.conditional import ConditionalPrior
+from latentwire.conditional import MAX_WIDTH, ConditionalPrior
 from latentwire.data import dataset_checksum, load_mnist
 from latentwire.entropy import FactorizedPrior
 from latentwire.errors import LatentwireError
@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="constant",
         help="constant (the tutorial's) or cosine decay to 0 over the run (better final models)",
     )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="steps of linear learning-rate warm-up (at 2e-3 without it, a run can die in its first "
+        "epoch: every ReLU before the output off, a black image; 500 prevents it)",
+    )
     p.add_argument("--seed", type=int, default=0, help="same seed, data and device → same metrics")
     p.add_argument(
         "--loss", choices=("bce", "mse"), default="bce", help="the tutorial's cross-entropy, or MSE"
@@ -87,20 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--lmbda",
         type=_floats,
         default=[30.0],
-        help="dense presets: λ in bits + λ·distortion (larger: bigger codes, better quality)",
+        help="vector-latent presets: λ in bits + λ·distortion (larger: bigger codes, better quality)",
     )
     p.add_argument(
         "--level",
         type=int,
         default=3,
-        help="dense presets: the quality level the codes carry (1-7); with several λ, the first "
+        help="vector-latent presets: the quality level the codes carry (1-7); with several λ, the first "
         "one's, and the levels go to --out/q<level>",
     )
     p.add_argument(
         "--prior",
         choices=sorted(PRIORS),
         default="factorized",
-        help="dense presets: the entropy model (factorized: the shipped ladder's; conditional: each "
+        help="vector-latent presets: the entropy model (factorized: the shipped ladder's; conditional: each "
         "value's distribution predicted from the values before it, ~20%% fewer bits in issue #10's probe)",
     )
     p.add_argument(
@@ -109,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="--prior conditional: groups of latent values decoded one after another (more: fewer "
         "bits, slower decoding; the latent size: fully sequential)",
+    )
+    p.add_argument(
+        "--prior-hidden",
+        type=int,
+        default=0,
+        help="--prior conditional: hidden units of the masked MLP (0: twice the latent size)",
     )
     p.add_argument(
         "--init-from", type=Path, help="start from this checkpoint's network weights (same preset)"
@@ -144,6 +157,19 @@ def _floats(text: str) -> list[float]:
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError("every λ must be positive")
     return values
+
+
+def learning_rate_factor(schedule: str, *, warmup: int, steps: int) -> Callable[[int], float]:
+    """The multiplier of --lr at each step: a linear warm-up, then constant or cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+
+    return factor
 
 
 def resolve_device(name: str) -> torch.device:
@@ -213,13 +239,14 @@ def _freeze_conditional(prior: nn.Module) -> LatentCodec:
 PRIORS = {
     "factorized": PriorKind(lambda dims, args: FactorizedPrior(dims), _freeze_factorized),
     "conditional": PriorKind(
-        lambda dims, args: ConditionalPrior(dims, groups=args.groups), _freeze_conditional
+        lambda dims, args: ConditionalPrior(dims, groups=args.groups, hidden=args.prior_hidden),
+        _freeze_conditional,
     ),
 }
 
 
 class RateHeads(nn.Module):
-    """What rate training adds to a dense preset: one entropy model per quality level, and gains.
+    """What rate training adds to a vector-latent preset: one entropy model per quality level, and gains.
 
     One network serves every level (Cui et al.'s gained variable-rate autoencoder): level l scales
     the latent by a learned gain before rounding and by a learned inverse gain before decoding,
@@ -239,7 +266,7 @@ class RateHeads(nn.Module):
 class Model(NamedTuple):
     encoder: Encoder
     decoder: Decoder
-    heads: RateHeads | None  # rate-trained (dense) presets only
+    heads: RateHeads | None  # rate-trained (vector-latent) presets only
 
 
 def distortion(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -367,7 +394,7 @@ def fold_gains(model: Model, index: int) -> tuple[Encoder, Decoder]:
     encoder, decoder = copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu()
     gain = torch.exp(model.heads.log_gains[index]).detach().cpu()
     inverse = torch.exp(model.heads.log_inverse_gains[index]).detach().cpu()
-    # the dense family's bottleneck layers
+    # the bottleneck layers of the vector-latent families
     last, first = list(encoder.net.children())[-1], next(decoder.net.children())
     assert isinstance(last, nn.Linear) and isinstance(first, nn.Linear)
     with torch.no_grad():
@@ -427,14 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset)
-    if preset.family != "dense" and len(args.lmbda) > 1:
-        log.error("error: several --lmbda values need a dense preset")
+    if not preset.vector_latent and len(args.lmbda) > 1:
+        log.error("error: several --lmbda values need a vector-latent preset")
         return 2
-    if preset.family != "dense" and args.prior != "factorized":
-        log.error("error: --prior %s needs a dense preset", args.prior)
+    if not preset.vector_latent and args.prior != "factorized":
+        log.error("error: --prior %s needs a vector-latent preset", args.prior)
         return 2
     if args.prior == "conditional" and not 1 <= args.groups <= preset.latent_dims:
         log.error("error: --groups must be in 1 … %d (the latent size)", preset.latent_dims)
+        return 2
+    if not 0 <= args.prior_hidden <= MAX_WIDTH:
+        log.error("error: --prior-hidden must be in 0 … %d", MAX_WIDTH)
         return 2
 
     # data
@@ -458,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # model and optimizer
     heads = None
-    if preset.family == "dense":
+    if preset.vector_latent:
         priors = [PRIORS[args.prior].build(preset.latent_dims, args) for _ in args.lmbda]
         heads = RateHeads(priors, preset.latent_dims).to(device)
     model = Model(Encoder(preset).to(device), Decoder(preset).to(device), heads)
@@ -472,10 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     params = [p for module in model if module is not None for p in module.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.lr)
     steps = args.epochs * math.ceil(len(train_images) / args.batch_size)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-        if args.schedule == "cosine"
-        else None
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, learning_rate_factor(args.schedule, warmup=args.warmup, steps=steps)
     )
     log.info("parameters: %d", sum(p.numel() for p in params))
 
@@ -499,8 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
+                scheduler.step()
                 value = objective.item()
                 running = value if step == 0 else 0.95 * running + 0.05 * value
                 bar.set_postfix(loss=f"{running:.4f}", bits=f"{bits.mean().item():.1f}")

@@ -3,8 +3,8 @@
 Every code starts with one byte whose top three bits are the format version; a reader looks
 at those bits first and refuses versions it does not know (``UnsupportedVersionError``), so
 later formats can change everything after that byte. Versions 0 and 7 are reserved. This
-build writes v1 (the 8-bit ``seed`` model) and v3 (the entropy-coded ladder), and reads both;
-it refuses v2 (see below).
+build writes v1 (the 8-bit ``seed`` model) and v4 (the entropy-coded ladder), and reads both;
+it refuses v2 and v3 (see below).
 
 Format v1 (all integers big-endian)::
 
@@ -20,10 +20,10 @@ anything: the version, the minimum length, that the length field matches the cod
 exactly (truncated codes and trailing bytes are refused), the CRC (corruption), and last the
 model id (a well-formed code from another model, ``ForeignModelError``).
 
-Format v3 (entropy-coded models of the quality ladder), two bytes of framing::
+Format v4 (entropy-coded models of the quality ladder), two bytes of framing::
 
     offset  size  field
-    0       1     bits 7..5: version 3; bit 4: denoising variant; bits 3..1: quality level 1..7;
+    0       1     bits 7..5: version 4; bit 4: denoising variant; bits 3..1: quality level 1..7;
                   bit 0: bit 8 (the top bit) of the check
     1       1     bits 7..0 of the check
     2       L     payload: the arithmetic-coded latent (L = code length − 2; may be 0)
@@ -44,6 +44,12 @@ the ladder serves that level (``ForeignModelError``); that L is at most the mode
 possible payload (a bound from its coding tables, before anything is hashed or decoded); the
 check; the arithmetic decoder.
 
+Format v3 (v4's layout byte for byte, with version 3) is no longer read: its models were retired
+when the ladder was retrained (issue 10). A v3 code's check is keyed by the model id of a decoder
+the receiver no longer serves, so read as today's model of its level it would be refused as
+corrupted 511 times in 512 and decoded into a wrong digit the 512th; the version bump makes the
+refusal certain (``UnsupportedVersionError``) and says why.
+
 Format v2 (the same layout with version 2, but the check was the low byte of CRC-32(model id ‖
 byte 0 ‖ payload)) is refused with ``UnsupportedVersionError``: CRC is linear, so whether a
 flip of the level or variant bits was caught depended on the payload's length alone — at 11
@@ -51,22 +57,23 @@ bytes never, which turned a q3 code into a q3-denoise code that decoded into ano
 
 Batch containers (``application/x-latentwire-batch``), for many codes in one body::
 
-    container v1 (any codes)               container v3 (v3 codes of one model)
+    container v1 (any codes)               container v4 (v4 codes of one model)
     0  2  b"LB"                            0  2  b"LB"
-    2  1  1                                2  1  the codes' shared header: a v3 byte 0 with bit 0
-    3  …  per code: LEB128 length, code             (the check's) clear (0x62 … 0x7E: its version
-                                                    bits, 3, say container v3; variant, level)
+    2  1  1                                2  1  the codes' shared header: a v4 byte 0 with bit 0
+    3  …  per code: LEB128 length, code             (the check's) clear (0x82 … 0x9E: its version
+                                                    bits, 4, say container v4; variant, level)
                                            3  4  tag: BLAKE2b(bytes 0..2 ‖ bytes 7..end; key =
                                                  model id, digest_size = 4,
                                                  person = b"latentwire batch")
                                            7  …  per code: LEB128 length, payload
 
-In container v3 the codes share one 7-byte header with a 32-bit tag: 1 + 7/N bytes of framing
+In container v4 the codes share one 7-byte header with a 32-bit tag: 1 + 7/N bytes of framing
 per code (payloads are under 128 bytes), under 1.5 from 15 codes up. Its codes cannot be
 relabelled one by one: they have no byte 0 of their own. The reader refuses a shared byte
-with bit 0 set, checks the tag before it splits anything, then rebuilds each standalone v3 code
-with its own 9-bit check (which the receiver opens like any other). Container v2 (b"LB\x02",
-CRC-32 tag, v2 codes) is refused like v2 codes.
+with bit 0 set, checks the tag before it splits anything, then rebuilds each standalone v4 code
+with its own 9-bit check (which the receiver opens like any other). Container v3 (the same
+layout with version bits 3, v3 codes) is refused like v3 codes, container v2 (b"LB\x02",
+CRC-32 tag, v2 codes) like v2 codes.
 
 See docs/bitstream.md for the same, with examples and measured acceptance rates.
 """
@@ -86,6 +93,7 @@ __all__ = [
     "FORMAT_V1",
     "FORMAT_V2",
     "FORMAT_V3",
+    "FORMAT_V4",
     "FRAMING_BYTES",
     "MAX_LEVEL",
     "MODEL_ID_BYTES",
@@ -93,24 +101,25 @@ __all__ = [
     "CodeHeader",
     "model_id_bytes",
     "pack_batch",
-    "pack_batch_v3",
+    "pack_batch_v4",
     "pack_v1",
-    "pack_v3",
+    "pack_v4",
     "read_header",
     "unpack_batch",
     "unpack_v1",
-    "unpack_v3",
-    "v3_check",
+    "unpack_v4",
+    "v4_check",
 ]
 
 FORMAT_V1 = 1
 FORMAT_V2 = 2  # no longer read (see the module docstring); the number stays taken
-FORMAT_V3 = 3
-MAX_LEVEL = 7  # v3 byte 0 has 3 level bits; the shipped ladder uses 1..5
+FORMAT_V3 = 3  # no longer read: its models were retired (issue 10); the number stays taken
+FORMAT_V4 = 4
+MAX_LEVEL = 7  # v4 byte 0 has 3 level bits; the shipped ladder uses 1..5
 MODEL_ID_BYTES = 8
 BATCH_MEDIA_TYPE = "application/x-latentwire-batch"
 READ_VERSIONS_HINT = (
-    "this receiver reads code format versions 1 and 3; re-encode the digit with a current sender"
+    "this receiver reads code format versions 1 and 4; re-encode the digit with a current sender"
 )
 
 _VERSION_SHIFT = 5
@@ -118,10 +127,10 @@ _V1_HEADER = struct.Struct(">B8sH")  # version byte, model id, payload length
 _CRC = struct.Struct(">I")
 _V1_OVERHEAD = _V1_HEADER.size + _CRC.size  # 15 bytes
 #: Bytes a standalone code adds to its payload, by format version.
-FRAMING_BYTES = {FORMAT_V1: _V1_OVERHEAD, FORMAT_V3: 2}
+FRAMING_BYTES = {FORMAT_V1: _V1_OVERHEAD, FORMAT_V4: 2}
 _BATCH_MAGIC = b"LB\x01"
 _BATCH_V2_MAGIC = b"LB\x02"
-_BATCH_HEADER = 7  # container v3: magic, the codes' byte 0, 4-byte tag
+_BATCH_HEADER = 7  # container v4: magic, the codes' byte 0, 4-byte tag
 _BATCH_V2_HEADER = 8  # container v2: magic, version 2, byte 0, CRC-32
 _TAG_BYTES = 4
 _CODE_PERSON = b"latentwire code"
@@ -129,10 +138,14 @@ _BATCH_PERSON = b"latentwire batch"
 _DENOISE_BIT = 0x10
 _LEVEL_SHIFT = 1
 _LEVEL_MASK = 0x07  # after the shift
-_CHECK_TOP_BIT = 0x01  # bit 0 of a v3 byte 0: bit 8 of the 9-bit check
+_CHECK_TOP_BIT = 0x01  # bit 0 of a v4 byte 0: bit 8 of the 9-bit check
 _CHECK_BITS = 9
 _V2_REFUSED = (
     "code format v2 is no longer read: it could not tell relabelled codes apart; re-encode with this sender"
+)
+_V3_REFUSED = (
+    "code format v3 is no longer read: it was made by the quality ladder before latentwire's v4 "
+    "models (issue 10), which this receiver no longer has; re-encode with this sender"
 )
 
 
@@ -140,13 +153,13 @@ class CodeHeader(NamedTuple):
     """What a code's first bytes say about who can decode it."""
 
     version: int
-    level: int = 0  # v3: quality level 1..7
-    denoise: bool = False  # v3: made by the denoising variant
+    level: int = 0  # v4: quality level 1..7
+    denoise: bool = False  # v4: made by the denoising variant
     model_id: str = ""  # v1: the model id the code carries
 
 
 def model_id_bytes(model_id: str) -> bytes:
-    """A model id's 16 hex digits as the 8 bytes a code carries (v1) or is keyed by (v3)."""
+    """A model id's 16 hex digits as the 8 bytes a code carries (v1) or is keyed by (v4)."""
     if len(model_id) != 2 * MODEL_ID_BYTES or any(c not in "0123456789abcdef" for c in model_id):
         raise ValueError(f"a model id is 16 lower-case hex digits, got {model_id!r}")
     return bytes.fromhex(model_id)
@@ -193,7 +206,8 @@ def unpack_v1(code: bytes, *, model_id: str) -> bytes:
 def read_header(code: bytes) -> CodeHeader:
     """The version and routing fields of a code, checked as far as they go without a model.
 
-    Refuses v2 codes (``UnsupportedVersionError``): their check could not tell relabelled codes apart.
+    Refuses v2 codes (``UnsupportedVersionError``): their check could not tell relabelled codes
+    apart; and v3 codes: the models that made them were retired (issue 10).
     """
     if not code:
         raise BadCodeError("the code is empty")
@@ -204,33 +218,35 @@ def read_header(code: bytes) -> CodeHeader:
                 f"the code is truncated: {len(code)} bytes, a v1 code has at least {_V1_OVERHEAD}"
             )
         return CodeHeader(version=1, model_id=code[1 : 1 + MODEL_ID_BYTES].hex())
-    if version == FORMAT_V3:
+    if version == FORMAT_V4:
         if len(code) < 2:
-            raise BadCodeError("the code is truncated: a v3 code has at least 2 bytes")
+            raise BadCodeError("the code is truncated: a v4 code has at least 2 bytes")
         level = code[0] >> _LEVEL_SHIFT & _LEVEL_MASK
         if level == 0:
             raise BadCodeError("level 0 is not a quality level: the code is corrupted")
-        return CodeHeader(version=FORMAT_V3, level=level, denoise=bool(code[0] & _DENOISE_BIT))
+        return CodeHeader(version=FORMAT_V4, level=level, denoise=bool(code[0] & _DENOISE_BIT))
+    if version == FORMAT_V3:
+        raise UnsupportedVersionError(_V3_REFUSED, hint=READ_VERSIONS_HINT)
     if version == FORMAT_V2:
         raise UnsupportedVersionError(_V2_REFUSED, hint=READ_VERSIONS_HINT)
     raise UnsupportedVersionError(f"code format version {version} is not supported", hint=READ_VERSIONS_HINT)
 
 
-def _v3_header(level: int, denoise: bool) -> int:
-    """Byte 0 of a v3 code with its check bit (bit 0) clear."""
+def _v4_header(level: int, denoise: bool) -> int:
+    """Byte 0 of a v4 code with its check bit (bit 0) clear."""
     if not 1 <= level <= MAX_LEVEL:
-        raise ValueError(f"a v3 level is 1 … {MAX_LEVEL}, got {level}")
-    return FORMAT_V3 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level << _LEVEL_SHIFT
+        raise ValueError(f"a v4 level is 1 … {MAX_LEVEL}, got {level}")
+    return FORMAT_V4 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level << _LEVEL_SHIFT
 
 
-def v3_check(model_id: str, first: int, payload: bytes) -> int:
-    """The 9-bit check of a v3 code (0 … 511): its top bit is bit 0 of byte 0, the rest byte 1.
+def v4_check(model_id: str, first: int, payload: bytes) -> int:
+    """The 9-bit check of a v4 code (0 … 511): its top bit is bit 0 of byte 0, the rest byte 1.
 
     The first 9 bits of BLAKE2b(header ‖ payload), keyed by the model id, 2-byte digest, where
     header is ``first`` (byte 0) with bit 0 cleared.
 
-    >>> v3_check("0123456789abcdef", 0x66, b"\\xab\\xcd")
-    257
+    >>> v4_check("0123456789abcdef", 0x86, b"\\xab\\xcd")
+    383
     """
     digest = hashlib.blake2b(
         bytes([first & ~_CHECK_TOP_BIT]) + payload,
@@ -241,8 +257,8 @@ def v3_check(model_id: str, first: int, payload: bytes) -> int:
     return int.from_bytes(digest.digest(), "big") >> (16 - _CHECK_BITS)
 
 
-def _frame_v3(header: int, model_id: str, payload: bytes) -> bytes:
-    check = v3_check(model_id, header, payload)
+def _frame_v4(header: int, model_id: str, payload: bytes) -> bytes:
+    check = v4_check(model_id, header, payload)
     return bytes([header | check >> 8, check & 0xFF]) + payload
 
 
@@ -253,26 +269,26 @@ def _batch_tag(model_id: str, head: bytes, body: bytes) -> bytes:
     return digest.digest()
 
 
-def pack_v3(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
-    """Frame an entropy-coded ``payload`` as a v3 code of ``model_id`` at ``level``."""
-    return _frame_v3(_v3_header(level, denoise), model_id, payload)
+def pack_v4(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
+    """Frame an entropy-coded ``payload`` as a v4 code of ``model_id`` at ``level``."""
+    return _frame_v4(_v4_header(level, denoise), model_id, payload)
 
 
-def unpack_v3(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
-    """The payload of a v3 code, once its length is within ``max_payload`` and its check matches.
+def unpack_v4(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
+    """The payload of a v4 code, once its length is within ``max_payload`` and its check matches.
 
     The length is checked first, so an overlong code costs neither a hash nor a decode.
     """
     header = read_header(code)
-    if header.version != FORMAT_V3:
-        raise BadCodeError(f"expected a v3 code, got version {header.version}")
+    if header.version != FORMAT_V4:
+        raise BadCodeError(f"expected a v4 code, got version {header.version}")
     payload = code[2:]
     if max_payload is not None and len(payload) > max_payload:
         raise BadCodeError(
             f"the code's payload is {len(payload)} bytes, longer than any code of its model "
             f"(at most {max_payload}): padded or corrupted"
         )
-    if v3_check(model_id, code[0], payload) != (code[0] & _CHECK_TOP_BIT) << 8 | code[1]:
+    if v4_check(model_id, code[0], payload) != (code[0] & _CHECK_TOP_BIT) << 8 | code[1]:
         raise BadCodeError(
             "the code's check does not match: "
             "it was corrupted, or made by a model this receiver does not serve",
@@ -281,13 +297,13 @@ def unpack_v3(code: bytes, *, model_id: str, max_payload: int | None = None) -> 
     return payload
 
 
-def pack_batch_v3(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
-    """Payloads of one v3 model in a container sharing one header and one 4-byte tag."""
+def pack_batch_v4(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
+    """Payloads of one v4 model in a container sharing one header and one 4-byte tag."""
     body = bytearray()
     for payload in payloads:
         _write_varint(len(payload), body)
         body += payload
-    head = b"LB" + bytes([_v3_header(level, denoise)])
+    head = b"LB" + bytes([_v4_header(level, denoise)])
     return head + _batch_tag(model_id, head, bytes(body)) + bytes(body)
 
 
@@ -342,15 +358,15 @@ def _split(data: bytes, pos: int, *, max_codes: int) -> list[bytes]:
 
 
 def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bool], str]) -> list[bytes]:
-    """Split a batch container (v1 or v3) into standalone codes; refuse more than ``max_codes``.
+    """Split a batch container (v1 or v4) into standalone codes; refuse more than ``max_codes``.
 
-    ``model_id_for(level, denoise)`` names the model whose id keys a v3 container's tag.
+    ``model_id_for(level, denoise)`` names the model whose id keys a v4 container's tag.
     """
     if data.startswith(_BATCH_MAGIC):
         return _split(data, len(_BATCH_MAGIC), max_codes=max_codes)
     hint = (
-        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a v3 code's "
-        "byte 0 (container v3; see docs/bitstream.md)"
+        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a v4 code's "
+        "byte 0 (container v4; see docs/bitstream.md)"
     )
     if len(data) < 3 or not data.startswith(b"LB"):
         raise BadCodeError("not a latentwire batch container", hint=hint)
@@ -362,7 +378,16 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             "re-encode with this sender",
             hint=READ_VERSIONS_HINT,
         )
-    if data[2] >> _VERSION_SHIFT != FORMAT_V3:
+    if data[2] >> _VERSION_SHIFT == FORMAT_V3:
+        if len(data) < _BATCH_HEADER:
+            raise BadCodeError("the batch container is truncated inside its header")
+        raise UnsupportedVersionError(
+            "batch container v3 is no longer read: its v3 codes were made by the quality ladder before "
+            "latentwire's v4 models (issue 10), which this receiver no longer has; "
+            "re-encode with this sender",
+            hint=READ_VERSIONS_HINT,
+        )
+    if data[2] >> _VERSION_SHIFT != FORMAT_V4:
         raise BadCodeError(
             f"not a latentwire batch container: unknown container byte 0x{data[2]:02x}", hint=hint
         )
@@ -382,4 +407,4 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             "corrupted, or made by a model this receiver does not serve"
         )
     payloads = _split(data, _BATCH_HEADER, max_codes=max_codes)
-    return [_frame_v3(data[2], model_id, p) for p in payloads]
+    return [_frame_v4(data[2], model_id, p) for p in payloads]

@@ -76,7 +76,7 @@ class BadCodeError(LatentwireError):
 
 class UnsupportedVersionError(BadCodeError):
     code = "unsupported_version"
-    default_hint = "this receiver reads code format versions 1 and 3"
+    default_hint = "this receiver reads code format versions 1 and 4"
 
 
 class ForeignModelError(LatentwireError):

@@ -41,8 +41,8 @@ def test_v2_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) 
     root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
     compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
     codes = compressor.compress(IMAGES)
-    assert compressor.format_version == 3
-    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=3, level=2) for c in codes)
+    assert compressor.format_version == 4
+    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=4, level=2) for c in codes)
     out = decompressor.decompress(codes)
     assert out.shape == (6, 28, 28) and out.dtype == np.uint8
     # the receiver sees exactly the integers the sender coded
@@ -143,7 +143,7 @@ def test_shipped_bounds_are_below_the_coders(tmp_path: Path, checkpoint_factory:
 def test_framing_bytes_is_what_frame_adds(
     tiny_checkpoint: Path, tmp_path: Path, checkpoint_factory: Callable[..., Path]
 ) -> None:
-    v3 = Compressor.from_checkpoint(checkpoint_factory(tmp_path / "v3", preset="dense-tiny", level=2))
-    for model in (Compressor.from_checkpoint(tiny_checkpoint), v3):
+    v4 = Compressor.from_checkpoint(checkpoint_factory(tmp_path / "v4", preset="dense-tiny", level=2))
+    for model in (Compressor.from_checkpoint(tiny_checkpoint), v4):
         for payload in model.payloads(IMAGES):
             assert len(model.frame(payload)) == len(payload) + model.framing_bytes

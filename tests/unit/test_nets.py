@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentwire.nets import PRESETS, Decoder, Encoder, Preset, get_preset, preset_from_dict, register_preset
+from latentwire.nets import (
+    PRESETS,
+    Decoder,
+    Encoder,
+    Preset,
+    ResidualBlock,
+    get_preset,
+    preset_from_dict,
+    register_preset,
+)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -49,3 +58,19 @@ def test_registry_round_trip_and_errors() -> None:
         preset_from_dict({**preset.to_dict(), "surprise": 1})
     with pytest.raises(ValueError, match="unknown family"):
         Encoder(Preset(name="x", family="martian"))
+
+
+@torch.no_grad()
+def test_residual_family_is_the_dense_network_with_residual_blocks() -> None:
+    residual, dense = get_preset("residual-tiny"), get_preset("dense-tiny")
+    assert residual.vector_latent and dense.vector_latent and not get_preset("seed").vector_latent
+    assert residual.latent_shape == dense.latent_shape == (8,)
+    for half in (Encoder, Decoder):
+        blocks = [m for m in half(residual).modules() if isinstance(m, ResidualBlock)]
+        assert [b.body[0].in_channels for b in blocks] in ([8, 16], [16, 8])
+        # without the blocks, the same layers as dense
+        plain = [type(m) for m in half(residual).net if not isinstance(m, ResidualBlock)]
+        assert plain == [type(m) for m in half(dense).net]
+    block = ResidualBlock(4)
+    x = torch.randn(2, 4, 5, 5)
+    assert torch.equal(block(x), x + block.body(x))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_rate_training_writes_one_checkpoint_per_level(tmp_path: Path, mnist_tes
     sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
     assert sorted(m.level for m in sender.levels()) == [2, 3]
     for model in sender.levels():
-        assert model.format_version == 3 and model.meta.metrics["information_bits"] > 0
+        assert model.format_version == 4 and model.meta.metrics["information_bits"] > 0
         # the mean code is within a byte of the information content, plus 2 bytes of framing
         assert model.meta.metrics["payload_bytes"] < model.meta.metrics["information_bits"] / 8 + 1
         pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
@@ -75,6 +76,37 @@ def test_conditional_prior_options_are_checked(tmp_path: Path) -> None:
     assert (
         train.main(["--preset", "dense-tiny", "--prior", "conditional", "--groups", "9", "--out", out]) == 2
     )
+    conditional = ["--preset", "dense-tiny", "--prior", "conditional", "--out", out]
+    assert train.main([*conditional, "--prior-hidden", "1025"]) == 2
+    assert train.main([*conditional, "--prior-hidden", "-1"]) == 2
+
+
+def test_residual_preset_with_a_wider_conditional_prior_and_warm_up(
+    tmp_path: Path, mnist_test: MnistSplit
+) -> None:
+    """The residual family trains, folds its gains and exports like dense; --prior-hidden is stored."""
+    out = tmp_path / "r"
+    args = ["--preset", "residual-tiny", "--loss", "mse", "--lmbda", "5,50", "--level", "1", *SMALL]
+    options = ["--prior", "conditional", "--groups", "4", "--prior-hidden", "24", "--warmup", "4"]
+    assert train.main([*args, *options, "--out", str(out)]) == 0
+    sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
+    assert sorted(m.level for m in sender.levels()) == [1, 2]
+    for model in sender.levels():
+        assert model.meta.codec["hidden"] == 24 and model.meta.training["warmup"] == 4
+        assert model.meta.preset["family"] == "residual"
+        codes = model.compress(mnist_test.images[:5])
+        pixels, _ = receiver.decompress(codes)
+        assert pixels.shape == (5, 28, 28)
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule() -> None:
+    cosine = train.learning_rate_factor("cosine", warmup=4, steps=100)
+    assert [cosine(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cosine(4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 100)))
+    assert cosine(50) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0)
+    constant = train.learning_rate_factor("constant", warmup=0, steps=100)
+    assert {constant(s) for s in (0, 1, 99, 100)} == {1.0}
+    assert train.learning_rate_factor("cosine", warmup=0, steps=10)(0) == 1.0
 
 
 def test_same_seed_same_metrics(tmp_path: Path, mnist_test: MnistSplit) -> None:
@@ -106,3 +138,24 @@ def test_ladder_rungs_are_valid_trainer_options() -> None:
     for rung in ladder.RUNGS:
         args = parser.parse_args([*rung.options.format(out="X").split(), "--out", "X"])
         assert args.epochs >= 1
+
+
+def test_ladder_rungs_make_every_shipped_level(tmp_path: Path) -> None:
+    """Every rung's output (or kept levels) together are the shipped ladder's directories."""
+    made = {rung.out for rung in ladder.RUNGS if not rung.keep}
+    made |= {level for rung in ladder.RUNGS for level in rung.keep}
+    assert made == {"q1", "q2", "q3", "q4", "q5", "q3-denoise", "seed"}
+
+
+def test_keep_levels_moves_the_kept_levels_up_and_drops_the_run(tmp_path: Path) -> None:
+    run = tmp_path / "shared"
+    for level in ("q1", "q2", "q3"):
+        (run / level).mkdir(parents=True)
+        (run / level / "mark").write_text(level)
+    (tmp_path / "q2").mkdir()
+    (tmp_path / "q2" / "old").write_text("old")
+    ladder.keep_levels(run, ("q2", "q3"), tmp_path)
+    assert (tmp_path / "q2" / "mark").read_text() == "q2" and not (tmp_path / "q2" / "old").exists()
+    assert (tmp_path / "q3" / "mark").read_text() == "q3"
+    assert not run.exists() and not (tmp_path / "q1").exists()
+    ladder.keep_levels(tmp_path / "absent", (), tmp_path)  # nothing kept: nothing moved
