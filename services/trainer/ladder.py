@@ -5,9 +5,12 @@
     latentwire-train-ladder --only q3-denoise                   # some rungs only
 
 Each rung is one ``latentwire-train`` run with the options below (the same seed each time), so a
-rung can also be retrained alone with the command recorded in its checkpoint metadata. On this
-project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 45 minutes:
-levels 1-5 32 min, the denoiser 2.5 min, the seed network 6-10 min (about 35 s an epoch).
+rung can also be retrained alone with the command recorded in its checkpoint metadata. A rung
+with ``keep`` trains several levels in one network and keeps some of them. On this project's
+reference machine (2 CPU cores, no GPU) the whole ladder takes about 80 minutes, measured per
+rung with another training run on the other core: q1 19 min, q2 12 min, q3 8 min, the denoiser
+3.5 min, q4-q5 (five levels in one network, two kept) 32 min, the seed network 6-10 min. With
+``--device cuda`` the same commands run on a GPU (not measured here: no GPU was lent).
 """
 
 from __future__ import annotations

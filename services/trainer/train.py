@@ -15,10 +15,12 @@ the shipped seed model by::
 
 Two kinds of preset: ``seed`` / ``tiny`` minimize the reconstruction loss alone and quantize the
 latent to 8 bits afterwards; the vector-latent presets (``dense``, ``dense-32``, ``residual`` …)
-learn an entropy model jointly and minimize rate + λ·distortion (bits per image + λ · per-image sum of the loss over pixels). The
-entropy model is ``--prior factorized`` (the shipped ladder's) or ``--prior conditional``: each
-latent value's Laplace mean and scale predicted from the groups of values before it
-(latentwire.conditional), decoded in ``--groups`` passes.
+learn an entropy model jointly and minimize rate + λ·distortion (bits per image + λ · per-image
+sum of the loss over pixels). The entropy model is ``--prior factorized`` or ``--prior
+conditional`` (levels 1-3 of the shipped ladder): each latent value's Laplace mean and scale
+predicted from the groups of values before it (latentwire.conditional), decoded in ``--groups``
+passes. ``--warmup`` steps of linear learning-rate warm-up keep a run from dying in its first
+epoch (docs/rd.md).
 
 Reads top to bottom: options → device → data → model → optimizer → evaluate → loop → export.
 Writes ``encoder.safetensors``, ``decoder.safetensors`` and ``reconstructions.png`` into --out.

@@ -44,11 +44,13 @@ the ladder serves that level (``ForeignModelError``); that L is at most the mode
 possible payload (a bound from its coding tables, before anything is hashed or decoded); the
 check; the arithmetic decoder.
 
-Format v3 (v4's layout byte for byte, with version 3) is no longer read: its models were retired
-when the ladder was retrained (issue 10). A v3 code's check is keyed by the model id of a decoder
-the receiver no longer serves, so read as today's model of its level it would be refused as
-corrupted 511 times in 512 and decoded into a wrong digit the 512th; the version bump makes the
-refusal certain (``UnsupportedVersionError``) and says why.
+Format v3 (v4's layout byte for byte, with version 3) is no longer read: the ladder was
+retrained in issue 10 (levels 1-3 and the denoiser; levels 4 and 5 kept their models). A v3
+code of a retrained level has its check keyed by a model id the receiver no longer serves, so
+read as today's model of its level it would be refused as corrupted 511 times in 512 and decoded
+into a wrong digit the 512th; the version bump makes the refusal certain
+(``UnsupportedVersionError``) and says why. One rule for every level: v3 codes of levels 4 and
+5 are refused too, although their payloads are those of today's v4 codes.
 
 Format v2 (the same layout with version 2, but the check was the low byte of CRC-32(model id ‖
 byte 0 ‖ payload)) is refused with ``UnsupportedVersionError``: CRC is linear, so whether a
@@ -113,7 +115,7 @@ __all__ = [
 
 FORMAT_V1 = 1
 FORMAT_V2 = 2  # no longer read (see the module docstring); the number stays taken
-FORMAT_V3 = 3  # no longer read: its models were retired (issue 10); the number stays taken
+FORMAT_V3 = 3  # no longer read: the ladder was retrained (issue 10); the number stays taken
 FORMAT_V4 = 4
 MAX_LEVEL = 7  # v4 byte 0 has 3 level bits; the shipped ladder uses 1..5
 MODEL_ID_BYTES = 8
@@ -144,8 +146,8 @@ _V2_REFUSED = (
     "code format v2 is no longer read: it could not tell relabelled codes apart; re-encode with this sender"
 )
 _V3_REFUSED = (
-    "code format v3 is no longer read: it was made by the quality ladder before latentwire's v4 "
-    "models (issue 10), which this receiver no longer has; re-encode with this sender"
+    "code format v3 is no longer read: it was made by the quality ladder before issue 10, "
+    "whose levels 1-3 and denoiser were retrained since; re-encode with this sender"
 )
 
 
@@ -207,7 +209,7 @@ def read_header(code: bytes) -> CodeHeader:
     """The version and routing fields of a code, checked as far as they go without a model.
 
     Refuses v2 codes (``UnsupportedVersionError``): their check could not tell relabelled codes
-    apart; and v3 codes: the models that made them were retired (issue 10).
+    apart; and v3 codes: the ladder that made them was retrained (issue 10).
     """
     if not code:
         raise BadCodeError("the code is empty")
@@ -383,8 +385,7 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             raise BadCodeError("the batch container is truncated inside its header")
         raise UnsupportedVersionError(
             "batch container v3 is no longer read: its v3 codes were made by the quality ladder before "
-            "latentwire's v4 models (issue 10), which this receiver no longer has; "
-            "re-encode with this sender",
+            "issue 10, whose levels 1-3 and denoiser were retrained since; re-encode with this sender",
             hint=READ_VERSIONS_HINT,
         )
     if data[2] >> _VERSION_SHIFT != FORMAT_V4:

@@ -190,8 +190,8 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
     }
     for entry in v1 + v4:
         where = (entry["quality"], entry["denoise"], entry["mnist_test_index"])
-        model = ladders[0].select(quality=entry["quality"], denoise=entry["denoise"])
-        (code,) = model.compress(mnist_test.images[entry["mnist_test_index"]])
+        sender = ladders[0].select(quality=entry["quality"], denoise=entry["denoise"])
+        (code,) = sender.compress(mnist_test.images[entry["mnist_test_index"]])
         assert code.hex() == entry["code"], where
     codes = [bytes.fromhex(entry["code"]) for entry in v4]
     pixels, models = ladders[1].decompress(codes)

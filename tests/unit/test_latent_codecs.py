@@ -198,18 +198,6 @@ GOLDEN_PAYLOADS = {
         "0d9f7afbb17d5a460f50e085ee2fe0a4c96aeba14997f78dce47fa507a78a4d5",
         "664198f52b42f2446d57c29055f0284336d30236ba770ba42251c0b5bae17104",
     ),
-    "afcbdc444540b2a1": (
-        "bd0ba036d9f15a148d112ac7ce6736815f299cad3d0fd1ebdda63f5aae2ce4ec",
-        "ef5ac3853a733cdd4ba89490cd1493b0f7458df1789b5497fd2ce96f52ec5bc8",
-    ),
-    "4152c3445aad5014": (
-        "8e107b235ae627ba5ef54b4ab84799c61de47905e87d020840d6cec23930eb72",
-        "6b0cd19122daf119690f93d5cb90242c2dd0be0ab27567f34f62bd9929515587",
-    ),
-    "bbe16c3a6b403003": (
-        "50ba337f16cb591a706be9b47b77ea469a83b8b1d9f471089ef4f1366b75457a",
-        "f1abfa023b762e16a969c238dc0b3cda9607ed190ce264ff7e63e129e95123d3",
-    ),
     "75e5535e3adc20ea": (
         "db4e6a9c6db7e64e3eb6eeda06aa35774127eb14023105f7a8a409c69df24af8",
         "3db5fa4f1bbd72378ac6b1f22d92f6c69af82e89e922c72a5e1f46efbf50812f",
@@ -217,10 +205,6 @@ GOLDEN_PAYLOADS = {
     "f5db5a656d179fba": (
         "ffc5189bc88b6f00bb782aaf87b0343ec447bb4734c9106500c9745914c98916",
         "a05c2688d074ac43c47f160f4a23e9449b74966a16b338d4c5ec15f18d8706a3",
-    ),
-    "213290d87629759a": (
-        "cba58fa7cf36a62499caef5d391dd708b612644ff015e3484ed4a5b1e7b2c7a7",
-        "ed7d952d5e34044c0b02c246475b22bbce078501cbf8422b278ec4d43ab90cb7",
     ),
 }
 
@@ -238,10 +222,15 @@ def reference_payloads(codec: LatentCodec, latents: torch.Tensor) -> list[bytes]
 
 
 def test_the_shipped_ladder_codes_the_same_bytes(mnist_test: MnistSplit) -> None:
+    """The models kept since the codec classes (seed, q4, q5) code as they did before them.
+
+    The conditional levels retrained in issue 10 have their golden codes in test_inference.py.
+    """
     encoders, decoders = EncoderLadder.load(), DecoderLadder.load()
-    assert {m.model_id for m in encoders.levels()} == set(GOLDEN_PAYLOADS)
+    kept = [m for m in encoders.levels() if m.latent_codec.kind != "conditional"]
+    assert {m.model_id for m in kept} == set(GOLDEN_PAYLOADS)
     images = mnist_test.images[:8]
-    for compressor in encoders.levels():
+    for compressor in kept:
         latents = compressor.latents(images)
         payloads = compressor.latent_codec.compress(latents)
         assert payloads == compressor.payloads(images) == reference_payloads(compressor.latent_codec, latents)
