@@ -35,11 +35,11 @@ def make_checkpoint(
 ) -> Path:
     """An untrained (random-weight) but complete checkpoint pair: fast, and enough for format tests.
 
-    ``tiny`` makes a v1 (8-bit) model; ``dense-tiny`` an entropy-coded v2 model at ``level``.
+    ``tiny`` makes a v1 (8-bit) model; ``dense-tiny`` an entropy-coded v4 model at ``level``.
     """
     torch.manual_seed(seed)
     encoder, decoder = Encoder(get_preset(preset)), Decoder(get_preset(preset))
-    if get_preset(preset).family == "dense":
+    if get_preset(preset).vector_latent:
         factorized = FactorizedCodec(FactorizedPrior(get_preset(preset).latent_dims).freeze())
         save_checkpoint(
             directory,

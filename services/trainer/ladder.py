@@ -41,13 +41,11 @@ class Rung(NamedTuple):
 # before issue #10 shared one network among levels 1-5 and coded each value independently; what
 # each change bought is measured in docs/rd.md. λ weighs distortion against rate (bits + λ·SSE
 # on [0, 1] pixels). The warm-up keeps a run from dying in its first epoch (docs/rd.md).
-_COMMON = (
-    "--loss mse --schedule cosine --lr 2e-3 --warmup 500 --prior conditional --groups 8 --prior-hidden 256"
-)
+_COMMON = "--loss mse --schedule cosine --warmup 500 --prior conditional --groups 8 --prior-hidden 256"
 RUNGS: tuple[Rung, ...] = (
-    Rung("q1", "q1", f"{_COMMON} --preset dense-32 --lmbda 3.2 --level 1 --epochs 30"),
-    Rung("q2", "q2", f"{_COMMON} --preset dense-32 --lmbda 9 --level 2 --epochs 15"),
-    Rung("q3", "q3", f"{_COMMON} --preset dense-32 --lmbda 30 --level 3 --epochs 15"),
+    Rung("q1", "q1", f"{_COMMON} --preset dense-32 --lmbda 3.2 --level 1 --epochs 30 --lr 2e-3"),
+    Rung("q2", "q2", f"{_COMMON} --preset dense-32 --lmbda 9 --level 2 --epochs 15 --lr 2e-3"),
+    Rung("q3", "q3", f"{_COMMON} --preset dense-32 --lmbda 30 --level 3 --epochs 15 --lr 2e-3"),
     # Levels 4 and 5 of the network levels 1-5 shared before issue #10 (factorized priors, one
     # network with a gain vector per level, 50 epochs): one model per level did worse up there
     # within the same CPU budget (docs/rd.md), so these two are kept.
@@ -107,14 +105,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def keep_levels(run_dir: Path, levels: Sequence[str], ladder: Path) -> None:
-    """Move the kept levels of a multi-level run into the ladder, replacing theirs; drop the rest."""
+    """Move the kept levels of a multi-level run into the ladder, replacing theirs; drop the rest.
+
+    Nothing in the ladder is touched unless every kept level is there: each one is first moved
+    beside its target, then swapped in.
+    """
     if not levels:
         return
+    if run_dir.resolve() == ladder.resolve():
+        raise ValueError(f"a rung that keeps levels must write elsewhere than the ladder ({ladder})")
+    missing = [level for level in levels if not (run_dir / level / "encoder.safetensors").is_file()]
+    if missing:
+        raise FileNotFoundError(f"the run in {run_dir} made no {', '.join(missing)}")
+    staged = []
     for level in levels:
-        target = ladder / level
+        incoming = ladder / f".{level}.incoming"
+        if incoming.exists():
+            shutil.rmtree(incoming)
+        shutil.move(str(run_dir / level), str(incoming))
+        staged.append((incoming, ladder / level))
+    for incoming, target in staged:
         if target.exists():
             shutil.rmtree(target)
-        shutil.move(str(run_dir / level), str(target))
+        incoming.rename(target)
     shutil.rmtree(run_dir)
 
 

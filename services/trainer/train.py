@@ -4,9 +4,9 @@ Run it::
 
     latentwire-train --out runs/seed                       # the tutorial's model: 50 epochs, BCE, v1 codes
     latentwire-train --out runs/denoise --noise-sigma 0.4  # the tutorial's denoiser: noisy in, clean out
-    latentwire-train --preset dense --loss mse --lmbda 30 --level 3 --out runs/q3   # one rung of the ladder
+    latentwire-train --preset dense --loss mse --lmbda 30 --level 3 --out runs/q3   # a factorized prior
     latentwire-train --preset tiny --epochs 1 --limit-train 2000 --out /tmp/tiny    # a smoke test
-    latentwire-train --preset dense --loss mse --lmbda 3 --prior conditional --groups 8 --out runs/c3
+    latentwire-train --preset dense-32 --loss mse --lmbda 3 --prior conditional --groups 8 --out runs/c1
 
 The shipped ladder is made by ``latentwire-train-ladder`` (see latentwire_trainer/ladder.py), and
 the shipped seed model by::
@@ -82,11 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="constant (the tutorial's) or cosine decay to 0 over the run (better final models)",
     )
     p.add_argument(
+        "--quantization",
+        choices=("ste", "noise"),
+        default="ste",
+        help="vector-latent presets: what the decoder is trained on: the rounded latent with the "
+        "gradient passed straight through (ste), or the latent plus uniform noise (noise, Ballé et "
+        "al.); the rate is always that of the noisy latent",
+    )
+    p.add_argument(
+        "--finetune-decoder",
+        type=int,
+        default=0,
+        help="vector-latent presets: epochs after --epochs that train the decoder alone on the "
+        "rounded latents (encoder and entropy models frozen), at a tenth of --lr, cosine",
+    )
+    p.add_argument(
         "--warmup",
         type=int,
         default=0,
-        help="steps of linear learning-rate warm-up (at 2e-3 without it, a run can die in its first "
-        "epoch: every ReLU before the output off, a black image; 500 prevents it)",
+        help="steps of linear learning-rate warm-up (at 2e-3 without it a run can die in its first "
+        "epoch; 500 saved the one measured in docs/rd.md)",
     )
     p.add_argument("--seed", type=int, default=0, help="same seed, data and device → same metrics")
     p.add_argument(
@@ -109,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior",
         choices=sorted(PRIORS),
         default="factorized",
-        help="vector-latent presets: the entropy model (factorized: the shipped ladder's; conditional: each "
-        "value's distribution predicted from the values before it, ~20%% fewer bits in issue #10's probe)",
+        help="vector-latent presets: the entropy model (factorized: q4-q5's; conditional: q1-q3's, each "
+        "value's distribution predicted from the values before it, 14%% smaller codes in docs/rd.md)",
     )
     p.add_argument(
         "--groups",
@@ -123,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior-hidden",
         type=int,
         default=0,
-        help="--prior conditional: hidden units of the masked MLP (0: twice the latent size)",
+        help="--prior conditional: hidden units of the masked MLP (0: twice the latent size, 16 at least)",
     )
     p.add_argument(
         "--init-from", type=Path, help="start from this checkpoint's network weights (same preset)"
@@ -281,12 +296,19 @@ def distortion(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.T
 
 
 def forward(
-    model: Model, batch: Batch, *, loss: str, lmbdas: Sequence[float], level: int | None = None
+    model: Model,
+    batch: Batch,
+    *,
+    loss: str,
+    lmbdas: Sequence[float],
+    level: int | None = None,
+    quantization: str = "ste",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective, output images, bits per image); bits are 0 for presets without a prior.
 
     Rate training splits the batch between the levels (image i goes to level i mod L) unless
-    ``level`` names one.
+    ``level`` names one. In training the decoder sees the rounded latent (straight-through) or,
+    with ``quantization="noise"``, the latent plus uniform noise; in eval mode always the rounded.
     """
     latents = model.encoder(batch.inputs)  # (B, K) or (B, C, 7, 7)
     if model.heads is None:
@@ -302,6 +324,8 @@ def forward(
         rows = levels == index
         if rows.any():
             rounded[rows], bits[rows] = prior(scaled[rows])
+    if quantization == "noise" and heads.training:
+        rounded = scaled + torch.empty_like(scaled).uniform_(-0.5, 0.5)
     output = model.decoder(rounded * torch.exp(heads.log_inverse_gains[levels]))
     weights = torch.tensor(lmbdas, device=scaled.device)[levels]
     return (bits + weights * distortion(loss, output, batch.targets)).mean(), output, bits
@@ -317,6 +341,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Objective, estimated bits and PSNR (of the mean MSE, on uint8 pixels) over ``images``."""
     modules = [m for m in model if m is not None]
+    modes = [m.training for m in modules]
     for module in modules:
         module.eval()
     generator = torch.Generator(device=images.device).manual_seed(1234)  # same noise every epoch
@@ -327,8 +352,8 @@ def evaluate(
         bits_sum += float(bits.sum())
         squared += float(((torch.round(output * 255) - torch.round(batch.targets * 255)) ** 2).sum())
         count += len(output)
-    for module in modules:
-        module.train()
+    for module, mode in zip(modules, modes, strict=True):
+        module.train(mode)
     mse = squared / (count * 28 * 28)
     return {
         "objective": total / count,
@@ -465,6 +490,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.prior == "conditional" and not 1 <= args.groups <= preset.latent_dims:
         log.error("error: --groups must be in 1 … %d (the latent size)", preset.latent_dims)
         return 2
+    if not preset.vector_latent and (args.finetune_decoder or args.quantization != "ste"):
+        log.error("error: --finetune-decoder and --quantization need a vector-latent preset")
+        return 2
+    if args.warmup < 0:
+        log.error("error: --warmup must be 0 or more steps")
+        return 2
+    if args.finetune_decoder < 0:
+        log.error("error: --finetune-decoder must be 0 or more epochs")
+        return 2
     if not 0 <= args.prior_hidden <= MAX_WIDTH:
         log.error("error: --prior-hidden must be in 0 … %d", MAX_WIDTH)
         return 2
@@ -513,7 +547,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     started = time.perf_counter()
     prior_bits: dict[int, float] = {}  # the float entropy model's rate on the test set, by level index
-    for epoch in range(1, args.epochs + 1):
+    # --epochs of the whole model, then --finetune-decoder epochs of the decoder alone
+    schedule = [(optimizer, scheduler, False)] * args.epochs  # (optimizer, lr schedule, decoder only)
+    if args.finetune_decoder:
+        decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=args.lr / 10)
+        decoder_steps = args.finetune_decoder * math.ceil(len(train_images) / args.batch_size)
+        decoder_schedule = torch.optim.lr_scheduler.LambdaLR(
+            decoder_optimizer, learning_rate_factor("cosine", warmup=0, steps=decoder_steps)
+        )
+        schedule += [(decoder_optimizer, decoder_schedule, True)] * args.finetune_decoder
+    for epoch, (optimizer, scheduler, decoder_only) in enumerate(schedule, start=1):
+        for module in (model.encoder, heads):  # frozen while the decoder is fine-tuned
+            if module is not None:
+                module.train(not decoder_only)
+                module.requires_grad_(not decoder_only)
         stream = batches(
             train_images,
             batch_size=args.batch_size,
@@ -523,9 +570,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         total = math.ceil(len(train_images) / args.batch_size)
         running = 0.0
-        with tqdm(stream, total=total, desc=f"epoch {epoch}/{args.epochs}", leave=False, disable=None) as bar:
+        description = f"epoch {epoch}/{len(schedule)}"
+        with tqdm(stream, total=total, desc=description, leave=False, disable=None) as bar:
             for step, batch in enumerate(bar):
-                objective, _, bits = forward(model, batch, loss=args.loss, lmbdas=args.lmbda)
+                objective, _, bits = forward(
+                    model, batch, loss=args.loss, lmbdas=args.lmbda, quantization=args.quantization
+                )
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 optimizer.step()
@@ -539,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model, test_images, loss=args.loss, lmbdas=args.lmbda, sigma=args.noise_sigma, level=level
             )
             name = f" level {args.level + index}" if heads else ""
+            name += " (decoder fine-tuning)" if decoder_only else ""
             if heads is not None:
                 prior_bits[index] = val["bits"]
             log.info(

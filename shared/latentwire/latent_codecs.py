@@ -24,7 +24,7 @@ the frozen integer CDF tables of a factorized prior (``entropy.CdfTables``), the
 
 ``conditional`` (``ConditionalCodec``; code format v4): the rounded latent coded group by group,
 each value's integer mean and scale predicted from the groups before it by the frozen integer
-model of a ``conditional.ConditionalPrior`` (no shipped ladder uses it yet).
+model of a ``conditional.ConditionalPrior`` (levels 1-3 and q3-denoise of the shipped ladder).
 
 Payloads carry no framing: ``codec.Compressor`` frames them by the kind's ``format_version``.
 """

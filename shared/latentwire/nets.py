@@ -62,7 +62,7 @@ class Preset:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """Shape of one image's latent: (C, H, W) for seed, (K,) for dense."""
+        """Shape of one image's latent: (C, H, W) for seed, (K,) for the vector-latent families."""
         if self.family == "seed":
             return (self.latent_channels, IMAGE_SIZE // 4, IMAGE_SIZE // 4)
         if self.vector_latent:

@@ -37,7 +37,7 @@ def test_v1_round_trip_shapes_and_sizes(tiny_checkpoint: Path) -> None:
     assert decompressor.decompress([]).shape == (0, 28, 28)
 
 
-def test_v2_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+def test_v4_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
     root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
     compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
     codes = compressor.compress(IMAGES)

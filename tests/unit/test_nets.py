@@ -65,12 +65,19 @@ def test_residual_family_is_the_dense_network_with_residual_blocks() -> None:
     residual, dense = get_preset("residual-tiny"), get_preset("dense-tiny")
     assert residual.vector_latent and dense.vector_latent and not get_preset("seed").vector_latent
     assert residual.latent_shape == dense.latent_shape == (8,)
-    for half in (Encoder, Decoder):
+    # C then 2C channels on the way down, 2C then C on the way up
+    for half, widths in ((Encoder, [8, 16]), (Decoder, [16, 8])):
         blocks = [m for m in half(residual).modules() if isinstance(m, ResidualBlock)]
-        assert [b.body[0].in_channels for b in blocks] in ([8, 16], [16, 8])
+        assert [b.body[0].in_channels for b in blocks] == widths
         # without the blocks, the same layers as dense
         plain = [type(m) for m in half(residual).net if not isinstance(m, ResidualBlock)]
         assert plain == [type(m) for m in half(dense).net]
     block = ResidualBlock(4)
-    x = torch.randn(2, 4, 5, 5)
-    assert torch.equal(block(x), x + block.body(x))
+    with torch.no_grad():
+        for conv in (block.body[0], block.body[2]):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        x = torch.randn(2, 4, 5, 5)
+        assert torch.equal(block(x), x)  # a zero branch: the identity
+        block.body[2].bias.fill_(1.0)
+        assert torch.equal(block(x), x + 1)  # the branch is added to the input

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from latentwire.checkpoint import read_meta
+from latentwire.checkpoint import DEFAULT_CHECKPOINT_DIR, read_meta
 from latentwire.data import MnistSplit
 from latentwire.ladder import DecoderLadder, EncoderLadder
 from latentwire_trainer import ladder, train
@@ -140,22 +142,81 @@ def test_ladder_rungs_are_valid_trainer_options() -> None:
         assert args.epochs >= 1
 
 
-def test_ladder_rungs_make_every_shipped_level(tmp_path: Path) -> None:
+def test_ladder_rungs_make_every_shipped_level() -> None:
     """Every rung's output (or kept levels) together are the shipped ladder's directories."""
     made = {rung.out for rung in ladder.RUNGS if not rung.keep}
     made |= {level for rung in ladder.RUNGS for level in rung.keep}
-    assert made == {"q1", "q2", "q3", "q4", "q5", "q3-denoise", "seed"}
+    shipped = {p.parent.name for p in DEFAULT_CHECKPOINT_DIR.glob("*/encoder.safetensors")}
+    assert made == shipped
+    names = [rung.name for rung in ladder.RUNGS]  # q3-denoise starts from q3: q3 comes first
+    assert names.index("q3") < names.index("q3-denoise")
+
+
+def make_run(run: Path, levels: tuple[str, ...]) -> None:
+    for level in levels:
+        (run / level).mkdir(parents=True)
+        (run / level / "encoder.safetensors").write_text(level)
 
 
 def test_keep_levels_moves_the_kept_levels_up_and_drops_the_run(tmp_path: Path) -> None:
     run = tmp_path / "shared"
-    for level in ("q1", "q2", "q3"):
-        (run / level).mkdir(parents=True)
-        (run / level / "mark").write_text(level)
+    make_run(run, ("q1", "q2", "q3"))
     (tmp_path / "q2").mkdir()
     (tmp_path / "q2" / "old").write_text("old")
     ladder.keep_levels(run, ("q2", "q3"), tmp_path)
-    assert (tmp_path / "q2" / "mark").read_text() == "q2" and not (tmp_path / "q2" / "old").exists()
-    assert (tmp_path / "q3" / "mark").read_text() == "q3"
+    assert (tmp_path / "q2" / "encoder.safetensors").read_text() == "q2"
+    assert not (tmp_path / "q2" / "old").exists()
+    assert (tmp_path / "q3" / "encoder.safetensors").read_text() == "q3"
     assert not run.exists() and not (tmp_path / "q1").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q2", "q3"]  # nothing staged is left
     ladder.keep_levels(tmp_path / "absent", (), tmp_path)  # nothing kept: nothing moved
+
+
+def test_keep_levels_touches_nothing_unless_every_level_is_there(tmp_path: Path) -> None:
+    run = tmp_path / "shared"
+    make_run(run, ("q4",))
+    make_run(tmp_path, ("q4", "q5"))  # the shipped ones
+    with pytest.raises(FileNotFoundError, match="made no q5"):
+        ladder.keep_levels(run, ("q4", "q5"), tmp_path)
+    assert (tmp_path / "q4" / "encoder.safetensors").read_text() == "q4" and (run / "q4").exists()
+    with pytest.raises(ValueError, match="elsewhere than the ladder"):
+        ladder.keep_levels(tmp_path, ("q4",), tmp_path)
+    assert (tmp_path / "q4").exists() and (tmp_path / "q5").exists()
+
+
+def test_cosine_factor_is_torchs_cosine_schedule() -> None:
+    """With no warm-up the schedule is CosineAnnealingLR's (closed form; it recurses: ~1e-14 apart)."""
+    steps = 2000
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-3)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    factor = train.learning_rate_factor("cosine", warmup=0, steps=steps)
+    for step in range(steps + 1):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(2e-3 * factor(step), rel=1e-9, abs=1e-18)
+        optimizer.step()
+        reference.step()
+
+
+def test_noise_quantization_and_decoder_fine_tuning(tmp_path: Path, mnist_test: MnistSplit) -> None:
+    """--quantization noise trains; --finetune-decoder changes the decoder only, after the run."""
+    args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "20", *SMALL]
+    plain, tuned = tmp_path / "plain", tmp_path / "tuned"
+    assert train.main([*args, "--quantization", "noise", "--out", str(plain)]) == 0
+    options = ["--quantization", "noise", "--finetune-decoder", "1"]
+    assert train.main([*args, *options, "--out", str(tuned)]) == 0
+    meta = read_meta(tuned / "decoder.safetensors", "decoder")
+    assert meta.training["quantization"] == "noise" and meta.training["finetune_decoder"] == 1
+    # same seed, same first epoch: the encoder (and so every code) is the one the plain run made
+    plain_codes = EncoderLadder.load(plain).levels()[0].compress(mnist_test.images[:20])
+    tuned_codes = EncoderLadder.load(tuned).levels()[0].compress(mnist_test.images[:20])
+    assert [c[2:] for c in plain_codes] == [c[2:] for c in tuned_codes]  # payloads; the checks differ
+    plain_pixels = DecoderLadder.load(plain).decompress(plain_codes)[0]
+    tuned_pixels = DecoderLadder.load(tuned).decompress(tuned_codes)[0]
+    assert not np.array_equal(plain_pixels, tuned_pixels)  # the decoder moved
+
+
+def test_decoder_options_need_a_vector_latent(tmp_path: Path) -> None:
+    out = str(tmp_path / "x")
+    assert train.main(["--preset", "tiny", "--finetune-decoder", "1", "--out", out]) == 2
+    assert train.main(["--preset", "tiny", "--quantization", "noise", "--out", out]) == 2
+    assert train.main(["--preset", "dense-tiny", "--finetune-decoder", "-1", "--out", out]) == 2
+    assert train.main(["--preset", "dense-tiny", "--warmup", "-1", "--out", out]) == 2
