@@ -73,11 +73,13 @@ def test_residual_family_is_the_dense_network_with_residual_blocks() -> None:
         plain = [type(m) for m in half(residual).net if not isinstance(m, ResidualBlock)]
         assert plain == [type(m) for m in half(dense).net]
     block = ResidualBlock(4)
+    convs = [m for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+    biases = [conv.bias for conv in convs if conv.bias is not None]
+    assert len(convs) == len(biases) == 2
     with torch.no_grad():
-        for conv in (block.body[0], block.body[2]):
-            conv.weight.zero_()
-            conv.bias.zero_()
+        for tensor in [conv.weight for conv in convs] + biases:
+            torch.nn.init.zeros_(tensor)
         x = torch.randn(2, 4, 5, 5)
         assert torch.equal(block(x), x)  # a zero branch: the identity
-        block.body[2].bias.fill_(1.0)
+        torch.nn.init.ones_(biases[1])
         assert torch.equal(block(x), x + 1)  # the branch is added to the input
