@@ -145,33 +145,6 @@ def _seed_decoder(p: Preset) -> nn.Sequential:
     )
 
 
-def _dense_encoder(p: Preset) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),  # (N, C, 14, 14)
-        nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),  # (N, 2C, 7, 7)
-        nn.Flatten(),
-        nn.Linear(2 * p.channels * 49, p.hidden),
-        nn.ReLU(),
-        nn.Linear(p.hidden, p.latent_dims),  # (N, K): no activation, the prior models its range
-    )
-
-
-def _dense_decoder(p: Preset) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(p.latent_dims, p.hidden),
-        nn.ReLU(),
-        nn.Linear(p.hidden, 2 * p.channels * 49),
-        nn.ReLU(),
-        nn.Unflatten(1, (2 * p.channels, 7, 7)),
-        nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
-        nn.ReLU(),  # (N, C, 14, 14)
-        nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
-        nn.Sigmoid(),  # (N, 1, 28, 28)
-    )
-
-
 class ResidualBlock(nn.Module):
     """x + conv(relu(conv(x))): 3×3, same size and width (He et al. 2016)."""
 
@@ -188,32 +161,37 @@ class ResidualBlock(nn.Module):
         return out
 
 
-def _residual_encoder(p: Preset) -> nn.Sequential:
+def _blocks(p: Preset, channels: int) -> list[nn.Module]:
+    """A residual block of ``channels`` in the residual family, nothing in the dense one."""
+    return [ResidualBlock(channels)] if p.family == "residual" else []
+
+
+def _vector_encoder(p: Preset) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),
-        ResidualBlock(p.channels),
+        nn.ReLU(),  # (N, C, 14, 14)
+        *_blocks(p, p.channels),
         nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),
-        ResidualBlock(2 * p.channels),
+        nn.ReLU(),  # (N, 2C, 7, 7)
+        *_blocks(p, 2 * p.channels),
         nn.Flatten(),
         nn.Linear(2 * p.channels * 49, p.hidden),
         nn.ReLU(),
-        nn.Linear(p.hidden, p.latent_dims),
+        nn.Linear(p.hidden, p.latent_dims),  # (N, K): no activation, the prior models its range
     )
 
 
-def _residual_decoder(p: Preset) -> nn.Sequential:
+def _vector_decoder(p: Preset) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(p.latent_dims, p.hidden),
         nn.ReLU(),
         nn.Linear(p.hidden, 2 * p.channels * 49),
         nn.ReLU(),
         nn.Unflatten(1, (2 * p.channels, 7, 7)),
-        ResidualBlock(2 * p.channels),
+        *_blocks(p, 2 * p.channels),
         nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
         nn.ReLU(),  # (N, C, 14, 14)
-        ResidualBlock(p.channels),
+        *_blocks(p, p.channels),
         nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
         nn.Sigmoid(),  # (N, 1, 28, 28)
     )
@@ -222,8 +200,8 @@ def _residual_decoder(p: Preset) -> nn.Sequential:
 Builder = Callable[[Preset], nn.Sequential]
 _BUILDERS: dict[str, tuple[Builder, Builder]] = {
     "seed": (_seed_encoder, _seed_decoder),
-    "dense": (_dense_encoder, _dense_decoder),
-    "residual": (_residual_encoder, _residual_decoder),
+    "dense": (_vector_encoder, _vector_decoder),
+    "residual": (_vector_encoder, _vector_decoder),
 }
 
 
