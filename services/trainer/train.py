@@ -320,13 +320,14 @@ def forward(
     levels = levels.to(latents.device)
     scaled = latents * torch.exp(heads.log_gains[levels])
     rounded, bits = torch.empty_like(scaled), torch.empty(count, device=scaled.device)
-    for index, prior in enumerate(heads.priors):  # decoder sees rounded latents; rate on noisy ones
+    for index, prior in enumerate(heads.priors):  # rate on noisy latents; rounded ones (straight-through)
         rows = levels == index
         if rows.any():
             rounded[rows], bits[rows] = prior(scaled[rows])
+    quantized = rounded
     if quantization == "noise" and heads.training:
-        rounded = scaled + torch.empty_like(scaled).uniform_(-0.5, 0.5)
-    output = model.decoder(rounded * torch.exp(heads.log_inverse_gains[levels]))
+        quantized = scaled + torch.empty_like(scaled).uniform_(-0.5, 0.5)
+    output = model.decoder(quantized * torch.exp(heads.log_inverse_gains[levels]))
     weights = torch.tensor(lmbdas, device=scaled.device)[levels]
     return (bits + weights * distortion(loss, output, batch.targets)).mean(), output, bits
 

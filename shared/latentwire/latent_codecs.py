@@ -269,6 +269,15 @@ def max_payload_bytes(cdfs: Sequence[Sequence[int]]) -> int:
     return (bits - width.bit_length() + 8) >> 3
 
 
+def _refuse_overlong(payload: bytes, max_payload: int) -> None:
+    """BadCodeError for a payload longer than any code of its model, before a decoder spends time on it."""
+    if len(payload) > max_payload:
+        raise BadCodeError(
+            f"the payload is {len(payload)} bytes, longer than any code of this model "
+            f"(at most {max_payload}): padded or corrupted"
+        )
+
+
 @register_codec
 class FactorizedCodec(LatentCodec):
     """The rounded latent (N, K), arithmetic-coded with one frozen integer CDF table per dimension.
@@ -329,11 +338,7 @@ class FactorizedCodec(LatentCodec):
         return [arithmetic.encode(row.tolist(), self._prepared) for row in self.symbols(latents)]
 
     def decompress(self, payload: bytes) -> np.ndarray:
-        if len(payload) > self.max_payload:  # before the decoder spends time on it
-            raise BadCodeError(
-                f"the payload is {len(payload)} bytes, longer than any code of this model "
-                f"(at most {self.max_payload}): padded or corrupted"
-            )
+        _refuse_overlong(payload, self.max_payload)
         symbols = np.asarray(arithmetic.decode(payload, self._prepared), dtype=np.int64)
         values: np.ndarray = self.cdf_tables.values(symbols).astype(np.float32)
         return values
@@ -456,11 +461,7 @@ class ConditionalCodec(LatentCodec):
         decoders: dict[int, arithmetic.StreamDecoder] = {}  # by index: the payloads still decoding
         for index, payload in enumerate(payloads):
             try:
-                if len(payload) > self.max_payload:  # before the decoder spends time on it
-                    raise BadCodeError(
-                        f"the payload is {len(payload)} bytes, longer than any code of this model "
-                        f"(at most {self.max_payload}): padded or corrupted"
-                    )
+                _refuse_overlong(payload, self.max_payload)
                 decoders[index] = arithmetic.StreamDecoder(payload, positions=self.dims)
             except BadCodeError as exc:
                 errors[index] = exc

@@ -384,7 +384,8 @@ def test_training_lowers_the_rate_and_the_integer_model_keeps_it() -> None:
     assert integer_bits < 0.6 * rates[0]
 
 
-def test_a_trained_model_codes_through_the_compressor_and_the_ladder(tmp_path: Path) -> None:
+def trained_checkpoints(directory: Path, levels: tuple[int, ...]) -> ConditionalCodec:
+    """A dense-tiny network with a trained conditional prior, saved as q<level> for each level."""
     model, _ = trained_prior(40)
     preset = get_preset("dense-tiny")
     torch.manual_seed(0)
@@ -394,11 +395,16 @@ def test_a_trained_model_codes_through_the_compressor_and_the_ladder(tmp_path: P
     with torch.no_grad():  # latents the prior was trained on have a spread of a few units
         bottleneck.weight.mul_(400.0)
     frozen = ConditionalCodec.from_prior(model)
-    for level in (1, 2):
+    for level in levels:
         save_checkpoint(
-            tmp_path / f"q{level}", encoder=encoder, decoder=decoder, codec=frozen.params.to_dict(),
+            directory / f"q{level}", encoder=encoder, decoder=decoder, codec=frozen.params.to_dict(),
             tables=frozen.tables(), level=level,
         )  # fmt: skip
+    return frozen
+
+
+def test_a_trained_model_codes_through_the_compressor_and_the_ladder(tmp_path: Path) -> None:
+    frozen = trained_checkpoints(tmp_path, (1, 2))
     sender, receiver = (
         Compressor.from_checkpoint(tmp_path / "q2"),
         Decompressor.from_checkpoint(tmp_path / "q2"),
@@ -540,19 +546,7 @@ def test_the_default_decompress_many_loops_over_decompress() -> None:
 
 
 def test_a_trained_model_decodes_a_batch_as_one_by_one_through_the_receivers(tmp_path: Path) -> None:
-    model, _ = trained_prior(40)
-    preset = get_preset("dense-tiny")
-    torch.manual_seed(0)
-    encoder, decoder = Encoder(preset), Decoder(preset)
-    bottleneck = encoder.net[-1]
-    assert isinstance(bottleneck, torch.nn.Linear)
-    with torch.no_grad():
-        bottleneck.weight.mul_(400.0)
-    frozen = ConditionalCodec.from_prior(model)
-    save_checkpoint(
-        tmp_path / "q2", encoder=encoder, decoder=decoder, codec=frozen.params.to_dict(),
-        tables=frozen.tables(), level=2,
-    )  # fmt: skip
+    frozen = trained_checkpoints(tmp_path, (2,))
     sender, receiver = (
         Compressor.from_checkpoint(tmp_path / "q2"),
         Decompressor.from_checkpoint(tmp_path / "q2"),
