@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps of linear learning-rate warm-up (at 2e-3 without it a run can die in its first "
         "epoch; 500 saved the one measured in docs/rd.md)",
     )
+    p.add_argument(
+        "--output-bias",
+        choices=("default", "mean"),
+        default="default",
+        help="the decoder's output bias at the start: torch's default init (a grey image), or the "
+        "logit of the training pixels' mean (deeper decoders then do not die in their first epoch: "
+        "docs/rd.md)",
+    )
     p.add_argument("--seed", type=int, default=0, help="same seed, data and device → same metrics")
     p.add_argument(
         "--loss", choices=("bce", "mse"), default="bce", help="the tutorial's cross-entropy, or MSE"
@@ -293,6 +301,21 @@ def distortion(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.T
     else:
         per_pixel = (output - target) ** 2
     return per_pixel.flatten(1).sum(dim=1)
+
+
+def start_at_mean_pixel(decoder: Decoder, images: torch.Tensor) -> None:
+    """Set the decoder's output bias to the logit of the images' mean pixel.
+
+    torch's default init starts the decoder at grey 0.5 over mostly black digits (mean 0.13), so
+    its first steps push every output down. In a deeper decoder that can switch off every ReLU
+    before the output for good: a black image, which no later step brings back (docs/rd.md).
+    """
+    output = [m for m in decoder.net if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+    if output.bias is None:
+        raise ValueError("the decoder's output layer has no bias")
+    mean = images.mean().clamp(1e-3, 1 - 1e-3)
+    with torch.no_grad():
+        output.bias.fill_(torch.logit(mean).item())
 
 
 def forward(
@@ -536,6 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (LatentwireError, RuntimeError) as exc:
             log.error("error: cannot start from %s: %s", args.init_from, exc)
             return 1
+    if args.output_bias == "mean" and not args.init_from:
+        start_at_mean_pixel(model.decoder, train_images)
     params = [p for module in model if module is not None for p in module.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.lr)
     steps = args.epochs * math.ceil(len(train_images) / args.batch_size)

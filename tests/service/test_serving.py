@@ -1,4 +1,4 @@
-"""Serving the real shipped ladder: v4 codes through real uvicorn processes, micro-batching across
+"""Serving the real shipped ladder: v5 codes through real uvicorn processes, micro-batching across
 concurrent requests (codes and pixels exactly as in process), the batch container over HTTP,
 per-request errors inside a shared batch, and bounded admission (503 + Retry-After)."""
 

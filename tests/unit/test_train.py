@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 from latentwire.checkpoint import DEFAULT_CHECKPOINT_DIR, read_meta
 from latentwire.data import MnistSplit
 from latentwire.ladder import DecoderLadder, EncoderLadder
+from latentwire.nets import Decoder, get_preset
 from latentwire_trainer import ladder, train
 
 SMALL = [
@@ -48,7 +50,7 @@ def test_rate_training_writes_one_checkpoint_per_level(tmp_path: Path, mnist_tes
     sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
     assert sorted(m.level for m in sender.levels()) == [2, 3]
     for model in sender.levels():
-        assert model.format_version == 4 and model.meta.metrics["information_bits"] > 0
+        assert model.format_version == 5 and model.meta.metrics["information_bits"] > 0
         # the mean code is within a byte of the information content, plus 2 bytes of framing
         assert model.meta.metrics["payload_bytes"] < model.meta.metrics["information_bits"] / 8 + 1
         pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
@@ -152,6 +154,22 @@ def test_ladder_rungs_make_every_shipped_level() -> None:
     assert names.index("q3") < names.index("q3-denoise")
 
 
+def test_ladder_rungs_are_the_commands_that_made_the_shipped_levels() -> None:
+    """Each rung's options, parsed, are those recorded in the checkpoints it makes (but where to)."""
+    parser = train.build_parser()
+    where = {"out", "seed", "threads", "device", "data_dir", "init_from"}
+
+    def parsed(options: list[str]) -> dict[str, object]:
+        return {k: v for k, v in vars(parser.parse_args(options)).items() if k not in where}
+
+    for rung in ladder.RUNGS:
+        rung_options = parsed([*rung.options.format(out="X").split(), "--out", "X"])
+        for level in rung.keep or (rung.out,):
+            command = read_meta(DEFAULT_CHECKPOINT_DIR / level / "encoder.safetensors", "encoder").command
+            assert command.startswith("latentwire-train "), level
+            assert parsed(shlex.split(command)[1:]) == rung_options, level
+
+
 def make_run(run: Path, levels: tuple[str, ...]) -> None:
     for level in levels:
         (run / level).mkdir(parents=True)
@@ -220,3 +238,20 @@ def test_decoder_options_need_a_vector_latent(tmp_path: Path) -> None:
     assert train.main(["--preset", "tiny", "--quantization", "noise", "--out", out]) == 2
     assert train.main(["--preset", "dense-tiny", "--finetune-decoder", "-1", "--out", out]) == 2
     assert train.main(["--preset", "dense-tiny", "--warmup", "-1", "--out", out]) == 2
+
+
+def test_output_bias_starts_at_the_mean_pixel(tmp_path: Path, mnist_test: MnistSplit) -> None:
+    """--output-bias mean: the decoder's first image is the mean grey, for every family; stored."""
+    images = torch.from_numpy(mnist_test.images[:256]).float().div(255).unsqueeze(1)
+    mean = images.mean().item()
+    for name in ("tiny", "dense-tiny", "residual-tiny"):
+        decoder = Decoder(get_preset(name))
+        train.start_at_mean_pixel(decoder, images)
+        output = [m for m in decoder.net if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))][-1]
+        assert output.bias is not None and torch.allclose(torch.sigmoid(output.bias), torch.tensor(mean))
+    out = tmp_path / "m"
+    args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "20", "--output-bias", "mean", *SMALL]
+    assert train.main([*args, "--out", str(out)]) == 0
+    assert read_meta(out / "decoder.safetensors", "decoder").training["output_bias"] == "mean"
+    with pytest.raises(SystemExit):
+        train.main(["--preset", "dense-tiny", "--output-bias", "zero", "--out", str(out)])
