@@ -520,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.warmup < 0:
         log.error("error: --warmup must be 0 or more steps")
         return 2
+    if args.output_bias != "default" and args.init_from:
+        log.error("error: --output-bias sets a starting point; --init-from brings its own")
+        return 2
     if args.finetune_decoder < 0:
         log.error("error: --finetune-decoder must be 0 or more epochs")
         return 2
@@ -559,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (LatentwireError, RuntimeError) as exc:
             log.error("error: cannot start from %s: %s", args.init_from, exc)
             return 1
-    if args.output_bias == "mean" and not args.init_from:
+    if args.output_bias == "mean":
         start_at_mean_pixel(model.decoder, train_images)
     params = [p for module in model if module is not None for p in module.parameters()]
     optimizer = torch.optim.Adam(params, lr=args.lr)

@@ -255,3 +255,4 @@ def test_output_bias_starts_at_the_mean_pixel(tmp_path: Path, mnist_test: MnistS
     assert read_meta(out / "decoder.safetensors", "decoder").training["output_bias"] == "mean"
     with pytest.raises(SystemExit):
         train.main(["--preset", "dense-tiny", "--output-bias", "zero", "--out", str(out)])
+    assert train.main([*args, "--init-from", str(out), "--out", str(tmp_path / "x")]) == 2  # not both
