@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--prior conditional: hidden units of the masked MLP (0: twice the latent size, 16 at least)",
     )
     p.add_argument(
+        "--shift",
+        type=int,
+        default=0,
+        help="training digits only: move each by a random whole-pixel offset of up to N pixels each "
+        "way, a fresh one every epoch (a regularizer: long runs overfit, docs/rd.md); 0 = none",
+    )
+    p.add_argument(
         "--init-from", type=Path, help="start from this checkpoint's network weights (same preset)"
     )
     p.add_argument(
@@ -227,8 +234,27 @@ def noisy_pixels(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     return np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def shift_randomly(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each (N, 1, H, W) image moved by its own random offset in [-max_shift, max_shift]², zeros in."""
+    if max_shift <= 0:
+        return images
+    count, _, height, width = images.shape
+    padded = F.pad(images, (max_shift,) * 4)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, count), generator=generator, device=images.device)
+    rows = offsets[0][:, None] + torch.arange(height, device=images.device)  # (N, H) rows of the crop
+    cols = offsets[1][:, None] + torch.arange(width, device=images.device)
+    index = torch.arange(count, device=images.device)[:, None, None]
+    return padded[index, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
 def batches(
-    images: torch.Tensor, *, batch_size: int, sigma: float, generator: torch.Generator, shuffle: bool
+    images: torch.Tensor,
+    *,
+    batch_size: int,
+    sigma: float,
+    generator: torch.Generator,
+    shuffle: bool,
+    shift: int = 0,
 ) -> Iterator[Batch]:
     order = torch.randperm(len(images), generator=generator, device=images.device) if shuffle else None
     for start in range(0, len(images), batch_size):
@@ -237,6 +263,7 @@ def batches(
             if order is not None
             else images[start : start + batch_size]
         )
+        clean = shift_randomly(clean, shift, generator)
         yield Batch(add_noise(clean, sigma, generator), clean)
 
 
@@ -529,6 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.prior_hidden <= MAX_WIDTH:
         log.error("error: --prior-hidden must be in 0 … %d", MAX_WIDTH)
         return 2
+    if not 0 <= args.shift <= 7:
+        log.error("error: --shift must be in 0 … 7 pixels (a quarter of the image)")
+        return 2
 
     # data
     try:
@@ -596,6 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sigma=args.noise_sigma,
             generator=generator,
             shuffle=True,
+            shift=args.shift,
         )
         total = math.ceil(len(train_images) / args.batch_size)
         running = 0.0

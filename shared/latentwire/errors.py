@@ -76,7 +76,7 @@ class BadCodeError(LatentwireError):
 
 class UnsupportedVersionError(BadCodeError):
     code = "unsupported_version"
-    default_hint = "this receiver reads code format versions 1 and 5"
+    default_hint = "this receiver reads code format versions 1 and 6"
 
 
 class ForeignModelError(LatentwireError):

@@ -1,4 +1,4 @@
-"""Serving the real shipped ladder: v5 codes through real uvicorn processes, micro-batching across
+"""Serving the real shipped ladder: v6 codes through real uvicorn processes, micro-batching across
 concurrent requests (codes and pixels exactly as in process), the batch container over HTTP,
 per-request errors inside a shared batch, and bounded admission (503 + Retry-After)."""
 
@@ -67,7 +67,7 @@ def test_each_level_over_http_matches_the_codec_in_process(
     with httpx.Client(timeout=30) as client:
         codes = [encode(client, sender.url, digit, query) for digit in digits[:6]]
         header = bitstream.read_header(codes[0])
-        assert (header.version, header.level, header.denoise) == (bitstream.FORMAT_V5, quality, denoise)
+        assert (header.version, header.level, header.denoise) == (bitstream.FORMAT_V6, quality, denoise)
         assert codes == model.compress(digits[:6])  # the same bytes as in process
         pixels = np.stack([decode(client, receiver.url, code) for code in codes])
     assert np.array_equal(pixels, ladders[1].decompress(codes)[0])

@@ -58,12 +58,12 @@ def test_foreign_model_is_refused() -> None:
         bitstream.unpack_v1(code, model_id=MODEL)
 
 
-@pytest.mark.parametrize("first", [0x00, 0xC0, 0xE0])  # versions 0, 6 and 7
+@pytest.mark.parametrize("first", [0x00, 0xE0])  # versions 0 and 7
 def test_unknown_versions_are_refused(first: int) -> None:
     code = bytes([first]) + bitstream.pack_v1(model_id=MODEL, payload=b"x")[1:]
     with pytest.raises(UnsupportedVersionError, match="version") as caught:
         bitstream.read_header(code)
-    assert "versions 1 and 5" in caught.value.hint
+    assert "versions 1 and 6" in caught.value.hint
 
 
 def test_reserved_bits_and_empty() -> None:
@@ -113,77 +113,82 @@ def golden_check(first: int, payload: bytes) -> int:
     return int.from_bytes(digest, "big") >> 7  # its first 9 bits
 
 
-def test_v5_golden_bytes() -> None:
+def test_v6_golden_bytes() -> None:
     """docs/bitstream.md's examples, and the 9-bit check recomputed from hashlib alone."""
-    code = bitstream.pack_v5(level=3, denoise=False, model_id=MODEL, payload=b"\xab\xcd")
-    assert code == bytes.fromhex("a76babcd")  # header 0xa6, check 363 = 1 0110 1011
+    code = bitstream.pack_v6(level=3, denoise=False, model_id=MODEL, payload=b"\xab\xcd")
+    assert code == bytes.fromhex("c72dabcd")  # header 0xc6, check 301 = 1 0010 1101
     digest = hashlib.blake2b(
-        b"\xa6\xab\xcd", key=bytes.fromhex(MODEL), digest_size=2, person=b"latentwire code"
+        b"\xc6\xab\xcd", key=bytes.fromhex(MODEL), digest_size=2, person=b"latentwire code"
     ).digest()
-    assert digest == bytes.fromhex("b5b2")
+    assert digest == bytes.fromhex("96f5")
     check = int.from_bytes(digest, "big") >> 7  # its first 9 bits
     assert (code[0] & 1, code[1]) == (check >> 8, check & 0xFF)
-    assert bitstream.v5_check(MODEL, code[0], code[2:]) == check == 363
-    empty = bitstream.pack_v5(level=7, denoise=True, model_id=MODEL, payload=b"")
-    assert empty == bytes.fromhex("bf8f")  # header 0xbe, check 399 = 1 1000 1111
-    assert golden_check(0xBE, b"") == 399
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=5, level=3, denoise=False)
+    assert bitstream.v6_check(MODEL, code[0], code[2:]) == check == 301
+    empty = bitstream.pack_v6(level=7, denoise=True, model_id=MODEL, payload=b"")
+    assert empty == bytes.fromhex("df0c")  # header 0xde, check 268 = 1 0000 1100
+    assert golden_check(0xDE, b"") == 268
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=3, denoise=False)
     assert bitstream.MAX_LEVEL == 7
-    assert (bitstream.FORMAT_V3, bitstream.FORMAT_V4, bitstream.FORMAT_V5) == (3, 4, 5)
-    assert bitstream.FRAMING_BYTES == {1: 15, 5: 2}
+    assert (bitstream.FORMAT_V3, bitstream.FORMAT_V4, bitstream.FORMAT_V5, bitstream.FORMAT_V6) == (
+        3,
+        4,
+        5,
+        6,
+    )
+    assert bitstream.FRAMING_BYTES == {1: 15, 6: 2}
 
 
-def test_v5_byte_0_layout() -> None:
-    """Bits 7..5 version (101), bit 4 variant, bits 3..1 level, bit 0 the check's top bit."""
+def test_v6_byte_0_layout() -> None:
+    """Bits 7..5 version (110), bit 4 variant, bits 3..1 level, bit 0 the check's top bit."""
     for level in range(1, 8):
         for denoise in (False, True):
-            code = bitstream.pack_v5(level=level, denoise=denoise, model_id=MODEL, payload=b"\x05")
-            assert code[0] & 0xFE == 0xA0 | (0x10 if denoise else 0) | level << 1
+            code = bitstream.pack_v6(level=level, denoise=denoise, model_id=MODEL, payload=b"\x05")
+            assert code[0] & 0xFE == 0xC0 | (0x10 if denoise else 0) | level << 1
             assert (code[0] & 1) << 8 | code[1] == golden_check(code[0], b"\x05")
             header = bitstream.read_header(code)
-            assert (header.version, header.level, header.denoise) == (5, level, denoise)
+            assert (header.version, header.level, header.denoise) == (6, level, denoise)
             flipped = bytes([code[0] ^ 1]) + code[1:]  # the check's top bit: level and variant stay
             assert bitstream.read_header(flipped) == header
             with pytest.raises(BadCodeError, match="check does not match"):
-                bitstream.unpack_v5(flipped, model_id=MODEL)
+                bitstream.unpack_v6(flipped, model_id=MODEL)
     tops = Counter(
-        bitstream.pack_v5(level=3, denoise=False, model_id=MODEL, payload=bytes([i]))[0] & 1
+        bitstream.pack_v6(level=3, denoise=False, model_id=MODEL, payload=bytes([i]))[0] & 1
         for i in range(256)
     )
     assert tops[0] > 64 and tops[1] > 64  # both halves of the 512 checks occur
 
 
 @given(payload=st.binary(max_size=64), level=st.integers(1, 7), denoise=st.booleans())
-def test_v5_round_trip(payload: bytes, level: int, denoise: bool) -> None:
-    code = bitstream.pack_v5(level=level, denoise=denoise, model_id=MODEL, payload=payload)
+def test_v6_round_trip(payload: bytes, level: int, denoise: bool) -> None:
+    code = bitstream.pack_v6(level=level, denoise=denoise, model_id=MODEL, payload=payload)
     assert len(code) == len(payload) + 2  # two bytes of framing
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=5, level=level, denoise=denoise)
-    assert bitstream.unpack_v5(code, model_id=MODEL) == payload
-    assert bitstream.unpack_v5(code, model_id=MODEL, max_payload=len(payload)) == payload
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=level, denoise=denoise)
+    assert bitstream.unpack_v6(code, model_id=MODEL) == payload
+    assert bitstream.unpack_v6(code, model_id=MODEL, max_payload=len(payload)) == payload
 
 
-def test_v5_check_catches_foreign_models_and_corruption() -> None:
-    code = bitstream.pack_v5(level=2, denoise=False, model_id=MODEL, payload=b"\x10\x20\x30")
+def test_v6_check_catches_foreign_models_and_corruption() -> None:
+    code = bitstream.pack_v6(level=2, denoise=False, model_id=MODEL, payload=b"\x10\x20\x30")
     with pytest.raises(BadCodeError, match="corrupted, or made by a model"):
-        bitstream.unpack_v5(code, model_id=OTHER)
+        bitstream.unpack_v6(code, model_id=OTHER)
     for i in range(len(code) * 8):  # every single-bit flip of this code is caught by something
         flipped = bytearray(code)
         flipped[i // 8] ^= 1 << (i % 8)
         with pytest.raises(BadCodeError):  # UnsupportedVersionError is one
-            bitstream.unpack_v5(bytes(flipped), model_id=MODEL)
-    for first in (0xA0, 0xA1, 0xB0, 0xB1):  # level 0, whatever the variant and the check bit
+            bitstream.unpack_v6(bytes(flipped), model_id=MODEL)
+    for first in (0xC0, 0xC1, 0xD0, 0xD1):  # level 0, whatever the variant and the check bit
         with pytest.raises(BadCodeError, match="level 0"):
             bitstream.read_header(bytes([first, 0x00]))
     with pytest.raises(BadCodeError, match="truncated"):
-        bitstream.read_header(b"\xa6")
+        bitstream.read_header(b"\xc6")
     for level in (0, 8, 15):
         with pytest.raises(ValueError, match="level"):
-            bitstream.pack_v5(level=level, denoise=False, model_id=MODEL, payload=b"")
-    with pytest.raises(BadCodeError, match="expected a v5 code"):
-        bitstream.unpack_v5(bitstream.pack_v1(model_id=MODEL, payload=b"x"), model_id=MODEL)
+            bitstream.pack_v6(level=level, denoise=False, model_id=MODEL, payload=b"")
+    with pytest.raises(BadCodeError, match="expected a v6 code"):
+        bitstream.unpack_v6(bitstream.pack_v1(model_id=MODEL, payload=b"x"), model_id=MODEL)
 
 
-def test_v5_check_is_not_linear() -> None:
+def test_v6_check_is_not_linear() -> None:
     """Relabelling, truncation and extension pass the check 1 time in 512 whatever the length.
 
     The v2 check (low byte of a CRC-32) let a flip of the variant bit through for every 11-byte
@@ -194,14 +199,15 @@ def test_v5_check_is_not_linear() -> None:
         passed = Counter[str]()
         trials = 4096
         for _ in range(trials):
-            payload = rng.randbytes(length)
-            code = bitstream.pack_v5(level=3, denoise=False, model_id=MODEL, payload=payload)
+            # a fresh model each time: short payloads alone make too few distinct codes to count
+            model, payload = rng.randbytes(8).hex(), rng.randbytes(length)
+            code = bitstream.pack_v6(level=3, denoise=False, model_id=model, payload=payload)
             variants = {"relabel": bytes([code[0] ^ 0x10]) + code[1:], "extend": code + rng.randbytes(1)}
             if length:
                 variants["truncate"] = code[:-1]
             for kind, mutated in variants.items():
                 try:
-                    bitstream.unpack_v5(mutated, model_id=MODEL)
+                    bitstream.unpack_v6(mutated, model_id=model)
                     passed[kind] += 1
                 except BadCodeError:
                     pass
@@ -209,43 +215,45 @@ def test_v5_check_is_not_linear() -> None:
             assert count <= 26, (length, kind, count)
 
 
-def test_v5_refuses_a_payload_longer_than_the_models_longest_before_the_check() -> None:
-    code = bitstream.pack_v5(level=3, denoise=False, model_id=MODEL, payload=b"\x01" * 10)
-    assert bitstream.unpack_v5(code, model_id=MODEL, max_payload=10) == b"\x01" * 10
+def test_v6_refuses_a_payload_longer_than_the_models_longest_before_the_check() -> None:
+    code = bitstream.pack_v6(level=3, denoise=False, model_id=MODEL, payload=b"\x01" * 10)
+    assert bitstream.unpack_v6(code, model_id=MODEL, max_payload=10) == b"\x01" * 10
     with pytest.raises(BadCodeError, match="longer than any code of its model"):
-        bitstream.unpack_v5(code, model_id=MODEL, max_payload=9)
+        bitstream.unpack_v6(code, model_id=MODEL, max_payload=9)
     bad_check = bytes([code[0] ^ 1, code[1] ^ 1]) + code[2:]
     with pytest.raises(BadCodeError, match="longer than any"):  # the length is checked first
-        bitstream.unpack_v5(bad_check, model_id=MODEL, max_payload=9)
+        bitstream.unpack_v6(bad_check, model_id=MODEL, max_payload=9)
 
 
-# docs/bitstream.md's former examples (payload ab cd at level 3): valid v3 and v4 codes of MODEL,
+# docs/bitstream.md's former examples (payload ab cd at level 3): valid v3, v4 and v5 codes of MODEL,
 # check and all, with the level-0, truncated and denoising byte 0s of their versions.
 RETIRED_CODES = {
     3: ("6701abcd", 0x66, 257, ("60", "7e0c", "71")),
     4: ("877fabcd", 0x86, 383, ("80", "9e0c", "91")),
+    5: ("a76babcd", 0xA6, 363, ("a0", "be0c", "b1")),
 }
 
 
 @pytest.mark.parametrize("version", sorted(RETIRED_CODES))
-def test_v3_and_v4_codes_are_refused_with_a_reason(version: int) -> None:
-    """v3 and v4: v5's layout with version 3 or 4 (their models retired): refused however well-formed."""
+def test_retired_codes_are_refused_with_a_reason(version: int) -> None:
+    """v3, v4, v5: v6's layout with version 3, 4 or 5 (models retired): refused however well-formed."""
     example, header, check, others = RETIRED_CODES[version]
     code = bytes.fromhex(example)
     assert golden_check(header, code[2:]) == check and code[0] == header | check >> 8
     for damaged in (code, code[:1], *map(bytes.fromhex, others)):  # also truncated, level 0, …
-        for read in (bitstream.read_header, lambda c: bitstream.unpack_v5(c, model_id=MODEL)):
+        for read in (bitstream.read_header, lambda c: bitstream.unpack_v6(c, model_id=MODEL)):
             with pytest.raises(
                 UnsupportedVersionError, match=f"code format v{version} is no longer read"
             ) as caught:
                 read(damaged)
             assert caught.value.code == "unsupported_version"
             assert "re-encode" in caught.value.message and "issue 10" in caught.value.message
-            assert "versions 1 and 5" in caught.value.hint
-    assert ("second round" in caught.value.message) == (version == 4)  # which retraining retired it
-    # the same payload, framed as v5 by the same model: only the version bits and the check differ
-    assert bitstream.pack_v5(level=3, denoise=False, model_id=MODEL, payload=code[2:]) == bytes.fromhex(
-        "a76babcd"
+            assert "versions 1 and 6" in caught.value.hint
+    rounds = {3: "before issue 10,", 4: "second round", 5: "third round"}
+    assert rounds[version] in caught.value.message  # which retraining retired it
+    # the same payload, framed as v6 by the same model: only the version bits and the check differ
+    assert bitstream.pack_v6(level=3, denoise=False, model_id=MODEL, payload=code[2:]) == bytes.fromhex(
+        "c72dabcd"
     )
 
 
@@ -256,74 +264,75 @@ def test_v2_codes_are_refused_with_a_reason() -> None:
         with pytest.raises(UnsupportedVersionError, match="v2 is no longer read") as caught:
             bitstream.read_header(code)
         assert caught.value.code == "unsupported_version"
-        assert "versions 1 and 5" in caught.value.hint
+        assert "versions 1 and 6" in caught.value.hint
 
 
 @given(payloads=st.lists(st.binary(max_size=40), min_size=1, max_size=30))
-def test_v5_batch_container_round_trip_and_framing(payloads: list[bytes]) -> None:
-    container = bitstream.pack_batch_v5(level=3, denoise=False, model_id=MODEL, payloads=payloads)
+def test_v6_batch_container_round_trip_and_framing(payloads: list[bytes]) -> None:
+    container = bitstream.pack_batch_v6(level=3, denoise=False, model_id=MODEL, payloads=payloads)
     codes = bitstream.unpack_batch(container, max_codes=30, model_id_for=_ids)
-    assert codes == [bitstream.pack_v5(level=3, denoise=False, model_id=MODEL, payload=p) for p in payloads]
+    assert codes == [bitstream.pack_v6(level=3, denoise=False, model_id=MODEL, payload=p) for p in payloads]
     framing = len(container) - sum(map(len, payloads))
     assert framing == 7 + len(payloads)  # one shared 7-byte header, one length byte per code
     if len(payloads) >= 15:
         assert framing / len(payloads) < 1.5
 
 
-def test_v5_batch_container_golden_bytes() -> None:
+def test_v6_batch_container_golden_bytes() -> None:
     """docs/bitstream.md's example: payloads ab cd and 01 02 03 of model 0123456789abcdef at level 3."""
-    container = bitstream.pack_batch_v5(
+    container = bitstream.pack_batch_v6(
         level=3, denoise=False, model_id=MODEL, payloads=[b"\xab\xcd", b"\x01\x02\x03"]
     )
-    assert container == bytes.fromhex("4c42a6" + "2eae68d4" + "02abcd" + "03010203")
+    assert container == bytes.fromhex("4c42c6" + "a76a8517" + "02abcd" + "03010203")
     tag = hashlib.blake2b(
-        bytes.fromhex("4c42a6" + "02abcd03010203"),
+        bytes.fromhex("4c42c6" + "02abcd03010203"),
         key=bytes.fromhex(MODEL),
         digest_size=4,
         person=b"latentwire batch",
     ).digest()
     assert container[3:7] == tag
     codes = bitstream.unpack_batch(container, max_codes=2, model_id_for=_ids)
-    assert codes == [bytes.fromhex("a76babcd"), bytes.fromhex("a7ef010203")]  # each its own check
-    assert golden_check(0xA6, b"\x01\x02\x03") == 495  # 1 1110 1111
+    assert codes == [bytes.fromhex("c72dabcd"), bytes.fromhex("c74b010203")]  # each its own check
+    assert golden_check(0xC6, b"\x01\x02\x03") == 331  # 1 0100 1011
 
 
-def test_v5_batch_container_refusals() -> None:
-    container = bitstream.pack_batch_v5(level=3, denoise=False, model_id=MODEL, payloads=[b"ab", b"cd"])
+def test_v6_batch_container_refusals() -> None:
+    container = bitstream.pack_batch_v6(level=3, denoise=False, model_id=MODEL, payloads=[b"ab", b"cd"])
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(container[:-1] + b"\x00", max_codes=5, model_id_for=_ids)
-    relabelled = container[:2] + b"\xb6" + container[3:]  # the denoiser's level byte
+    relabelled = container[:2] + b"\xd6" + container[3:]  # the denoiser's level byte
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(relabelled, max_codes=5, model_id_for=lambda level, denoise: MODEL)
-    foreign = bitstream.pack_batch_v5(level=3, denoise=False, model_id=OTHER, payloads=[b"ab"])
+    foreign = bitstream.pack_batch_v6(level=3, denoise=False, model_id=OTHER, payloads=[b"ab"])
     with pytest.raises(BadCodeError, match="check does not match"):
         bitstream.unpack_batch(foreign, max_codes=5, model_id_for=_ids)
     with pytest.raises(BadCodeError, match="truncated"):
         bitstream.unpack_batch(container[:6], max_codes=5, model_id_for=_ids)
     with pytest.raises(BadCodeError, match="level 0"):
-        bitstream.unpack_batch(b"LB\xa0" + bytes(4), max_codes=5, model_id_for=_ids)
+        bitstream.unpack_batch(b"LB\xc0" + bytes(4), max_codes=5, model_id_for=_ids)
     with_check_bit = container[:2] + bytes([container[2] | 1]) + container[3:]
     with pytest.raises(BadCodeError, match="bit 0"):  # the shared byte has no check bit
         bitstream.unpack_batch(with_check_bit, max_codes=5, model_id_for=_ids)
     with pytest.raises(TooLargeError):
         bitstream.unpack_batch(container, max_codes=1, model_id_for=_ids)
-    # no container version 3 or 4 byte; v1, v2, v6 and v7 codes' byte 0
-    for head in (b"LB\x03", b"LB\x04", b"LB\x26", b"LB\x46", b"LB\xc6", b"LB\xe6"):
+    # no container version 3, 4 or 5 byte; v1, v2 and v7 codes' byte 0
+    for head in (b"LB\x03", b"LB\x04", b"LB\x05", b"LB\x26", b"LB\x46", b"LB\xe6"):
         with pytest.raises(BadCodeError, match="not a latentwire batch container") as caught:
             bitstream.unpack_batch(head + bytes(8), max_codes=5, model_id_for=_ids)
         assert not isinstance(caught.value, UnsupportedVersionError)
 
 
-# docs/bitstream.md's former examples: valid containers v3 and v4 of MODEL, tag and all
+# docs/bitstream.md's former examples: valid containers v3, v4 and v5 of MODEL, tag and all
 RETIRED_CONTAINERS = {
     3: ("4c4266" + "32bb5274" + "02abcd" + "03010203", ("4c4260", "4c427e")),
     4: ("4c4286" + "df5ab9be" + "02abcd" + "03010203", ("4c4280", "4c429e")),
+    5: ("4c42a6" + "2eae68d4" + "02abcd" + "03010203", ("4c42a0", "4c42be")),
 }
 
 
 @pytest.mark.parametrize("version", sorted(RETIRED_CONTAINERS))
-def test_v3_and_v4_batch_containers_are_refused(version: int) -> None:
-    """Containers v3 and v4 (b"LB", a v3 or v4 byte 0, a tag): refused like their codes, before the tag."""
+def test_retired_batch_containers_are_refused(version: int) -> None:
+    """Containers v3, v4 and v5 (b"LB", such a byte 0, a tag): refused like their codes, before the tag."""
     example, heads = RETIRED_CONTAINERS[version]
     retired = bytes.fromhex(example)
     tag = hashlib.blake2b(
@@ -337,7 +346,7 @@ def test_v3_and_v4_batch_containers_are_refused(version: int) -> None:
         ) as caught:
             bitstream.unpack_batch(container, max_codes=5, model_id_for=_ids)
         assert caught.value.code == "unsupported_version"
-        assert "re-encode" in caught.value.message and "versions 1 and 5" in caught.value.hint
+        assert "re-encode" in caught.value.message and "versions 1 and 6" in caught.value.hint
     with pytest.raises(BadCodeError, match="truncated"):  # a bare b"LB" + byte 0 is a truncated header first
         bitstream.unpack_batch(retired[:3], max_codes=5, model_id_for=_ids)
 

@@ -37,12 +37,12 @@ def test_v1_round_trip_shapes_and_sizes(tiny_checkpoint: Path) -> None:
     assert decompressor.decompress([]).shape == (0, 28, 28)
 
 
-def test_v5_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+def test_v6_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
     root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
     compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
     codes = compressor.compress(IMAGES)
-    assert compressor.format_version == 5
-    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=5, level=2) for c in codes)
+    assert compressor.format_version == 6
+    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=6, level=2) for c in codes)
     out = decompressor.decompress(codes)
     assert out.shape == (6, 28, 28) and out.dtype == np.uint8
     # the receiver sees exactly the integers the sender coded
@@ -143,7 +143,7 @@ def test_shipped_bounds_are_below_the_coders(tmp_path: Path, checkpoint_factory:
 def test_framing_bytes_is_what_frame_adds(
     tiny_checkpoint: Path, tmp_path: Path, checkpoint_factory: Callable[..., Path]
 ) -> None:
-    v5 = Compressor.from_checkpoint(checkpoint_factory(tmp_path / "v5", preset="dense-tiny", level=2))
-    for model in (Compressor.from_checkpoint(tiny_checkpoint), v5):
+    v6 = Compressor.from_checkpoint(checkpoint_factory(tmp_path / "v6", preset="dense-tiny", level=2))
+    for model in (Compressor.from_checkpoint(tiny_checkpoint), v6):
         for payload in model.payloads(IMAGES):
             assert len(model.frame(payload)) == len(payload) + model.framing_bytes

@@ -6,9 +6,9 @@
 * v1 codes made by the float64 codec of v0.1 still decode, to the digits it gave (±1 grey level),
   and today's seed model makes the same bytes; its v2 codes are refused (format v2 is no longer
   read);
-* v3 codes of the ladder before issue 10 and v4 codes of the ladder before its second round are
-  refused (formats v3 and v4 are no longer read);
-* the shipped ladder's v5 codes of fixed digits and their pixels do not move (golden_codes_v5.json).
+* v3 codes of the ladder before issue 10, v4 codes of the ladder before its second round and v5
+  codes of the ladder before its third are refused (formats v3, v4 and v5 are no longer read);
+* the shipped ladder's v6 codes of fixed digits and their pixels do not move (golden_codes_v6.json).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ GOLDEN = Path(__file__).with_name("golden_codes_v0.1.json")
 GOLDEN_V3 = Path(__file__).with_name("golden_codes_v3.json")
 GOLDEN_V4 = Path(__file__).with_name("golden_codes_v4.json")
 GOLDEN_V5 = Path(__file__).with_name("golden_codes_v5.json")
+GOLDEN_V6 = Path(__file__).with_name("golden_codes_v6.json")
 SPLITS = [1, 2, 3, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 37, 64]
 
 
@@ -116,13 +117,14 @@ def test_the_code_for_a_given_latent_is_fixed_bytes(ladders: tuple[EncoderLadder
     payload = arithmetic.encode(symbols.tolist(), codec.cdf_tables.rows())
     assert codec.compress(latent) == [payload]
     code = model.frame(payload)
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=5, level=4)
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=4)
     # Frozen: recompute only if the shipped q4 checkpoint itself is replaced. The payload is the
-    # one v0.1 framed as v2 (44cc…), the ladder before issue 10 as v3 (6990…) and issue 10's
-    # first ladder as v4 (89ba…): q4's model was kept each time, the format changed, the coding
-    # did not.
+    # one v0.1 framed as v2 (44cc…), the ladder before issue 10 as v3 (6990…), issue 10's first
+    # ladder as v4 (89ba…) and its second as v5 (a953…): q4's model was kept each time, the format
+    # changed, the coding did not.
     assert code.hex() == GOLDEN_Q4_CODE
     assert code[2:].hex() == GOLDEN_Q4_V2_CODE[4:] == GOLDEN_Q4_V3_CODE[4:] == GOLDEN_Q4_V4_CODE[4:]
+    assert code[2:].hex() == GOLDEN_Q4_V5_CODE[4:]
     assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:])
 
 
@@ -136,9 +138,8 @@ def test_the_code_for_a_given_latent_is_fixed_bytes_with_a_conditional_model(
     (payload,) = model.latent_codec.compress(latent)
     assert np.array_equal(model.latent_codec.decompress(payload), latent[0])
     code = model.frame(payload)
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=5, level=3)
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=3)
     assert code.hex() == GOLDEN_Q3_CODE  # frozen: recompute only if the shipped q3 is replaced
-    assert code[2:].hex() == GOLDEN_Q3_V4_CODE[4:]  # q3 was kept in the second round: same payload
     assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:])
 
 
@@ -147,7 +148,7 @@ def decoded_png(text: str) -> np.ndarray:
 
 
 def check9(model_id: str, first: int, payload: bytes) -> int:
-    """docs/bitstream.md's 9-bit check of a v5 code, from hashlib alone (byte 0's bit 0 cleared)."""
+    """docs/bitstream.md's 9-bit check of a v6 code, from hashlib alone (byte 0's bit 0 cleared)."""
     key = bytes.fromhex(model_id)
     digest = hashlib.blake2b(
         bytes([first & 0xFE]) + payload, key=key, digest_size=2, person=b"latentwire code"
@@ -172,7 +173,7 @@ def test_v1_codes_from_the_float64_codec_still_decode_and_v2_codes_are_refused(
             ladders[1].decompress([bytes.fromhex(entry["code"])])
         assert "relabelled codes" in caught.value.message and "re-encode" in caught.value.message
         assert caught.value.code == "unsupported_version"
-        assert "versions 1 and 5" in caught.value.hint
+        assert "versions 1 and 6" in caught.value.hint
     assert {(e["quality"], e["denoise"]) for e in golden} == {
         (m.level, m.denoise) for m in ladders[1].levels()
     }
@@ -183,23 +184,23 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
 ) -> None:
     """The shipped ladder's codes of fixed digits, and the digits they decode to, do not move.
 
-    v0.1's v1 codes are the same bytes today; the v5 codes are those the ladder made when it
-    landed (golden_codes_v5.json), decoded to the same pixels (±1 grey level: float32 networks
+    v0.1's v1 codes are the same bytes today; the v6 codes are those the ladder made when it
+    landed (golden_codes_v6.json), decoded to the same pixels (±1 grey level: float32 networks
     may differ in the last bits on another machine).
     """
     v1 = [e for e in json.loads(GOLDEN.read_text())["codes"] if bytes.fromhex(e["code"])[0] >> 5 == 1]
-    v5 = json.loads(GOLDEN_V5.read_text())["codes"]
-    assert len(v1) == 2 and {(e["quality"], e["denoise"]) for e in v5} == {
-        (m.level, m.denoise) for m in ladders[1].levels() if m.format_version == 5
+    v6 = json.loads(GOLDEN_V6.read_text())["codes"]
+    assert len(v1) == 2 and {(e["quality"], e["denoise"]) for e in v6} == {
+        (m.level, m.denoise) for m in ladders[1].levels() if m.format_version == 6
     }
-    for entry in v1 + v5:
+    for entry in v1 + v6:
         where = (entry["quality"], entry["denoise"], entry["mnist_test_index"])
         sender = ladders[0].select(quality=entry["quality"], denoise=entry["denoise"])
         (code,) = sender.compress(mnist_test.images[entry["mnist_test_index"]])
         assert code.hex() == entry["code"], where
-    codes = [bytes.fromhex(entry["code"]) for entry in v5]
+    codes = [bytes.fromhex(entry["code"]) for entry in v6]
     pixels, models = ladders[1].decompress(codes)
-    for entry, image, model, code in zip(v5, pixels, models, codes, strict=True):
+    for entry, image, model, code in zip(v6, pixels, models, codes, strict=True):
         where = (entry["quality"], entry["denoise"], entry["mnist_test_index"])
         assert (model.level, model.denoise) == (entry["quality"], entry["denoise"]), where
         assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:]), where
@@ -207,11 +208,13 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
         assert np.abs(image.astype(int) - before.astype(int)).max() <= 1, where
 
 
-@pytest.mark.parametrize(("golden", "version", "count"), [(GOLDEN_V3, 3, 24), (GOLDEN_V4, 4, 48)])
+@pytest.mark.parametrize(
+    ("golden", "version", "count"), [(GOLDEN_V3, 3, 24), (GOLDEN_V4, 4, 48), (GOLDEN_V5, 5, 48)]
+)
 def test_codes_of_retired_ladders_are_refused(
     ladders: tuple[EncoderLadder, DecoderLadder], golden: Path, version: int, count: int
 ) -> None:
-    """Real v3 and v4 codes of retired ladders: refused with the reason and the fix, alone or in a batch."""
+    """Real v3, v4 and v5 codes of retired ladders: refused with the reason and the fix, alone or batched."""
     entries = json.loads(golden.read_text())["codes"]
     assert len(entries) == count and all(bytes.fromhex(e["code"])[0] >> 5 == version for e in entries)
     codes = [bytes.fromhex(entry["code"]) for entry in entries]
@@ -221,7 +224,7 @@ def test_codes_of_retired_ladders_are_refused(
         ) as caught:
             ladders[1].decompress([code])
         assert "re-encode" in caught.value.message and caught.value.code == "unsupported_version"
-        assert "versions 1 and 5" in caught.value.hint
+        assert "versions 1 and 6" in caught.value.hint
     with pytest.raises(UnsupportedVersionError, match=rf"^code 0: code format v{version} is no longer read"):
         ladders[1].decompress(codes)
 
@@ -251,13 +254,15 @@ def test_blocks_match_a_plain_forward_closely() -> None:
 
 
 GOLDEN_Q4_CODE = (
-    "a9531a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # 0xa8 (level 4) | 1, check 0x153
+    "c8501a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # 0xc8 (level 4) | 0, check 0x050
 )
+GOLDEN_Q4_V5_CODE = "a9531a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, as v5
 GOLDEN_Q4_V4_CODE = "89ba1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, as v4
 GOLDEN_Q4_V3_CODE = "69901a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, as v3
 GOLDEN_Q4_V2_CODE = "44cc1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, v0.1's framing
-GOLDEN_Q3_CODE = "a71d3f08233161dab2510600349334e0e50758"  # level 3 (conditional) of issue 10's ladder, v5
-GOLDEN_Q3_V4_CODE = "86563f08233161dab2510600349334e0e50758"  # the same, as v4
+GOLDEN_Q3_CODE = (
+    "c71f69656e4bb9efbff7b789c6bd21ad448ad9"  # level 3 (conditional) of issue 10's third round, v6
+)
 
 
 @pytest.mark.parametrize(("kernel", "padding", "channels"), [(5, 2, 32), (3, 1, 8)])

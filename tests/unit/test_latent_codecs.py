@@ -51,7 +51,7 @@ def factorized(dims: int = 8, seed: int = 0) -> FactorizedCodec:
 def test_the_registry_knows_the_shipped_kinds() -> None:
     assert codec_kinds() == ("uniform8", "factorized", "conditional")
     assert (Uniform8Codec.format_version, Uniform8Codec.needs_level) == (bitstream.FORMAT_V1, False)
-    assert (FactorizedCodec.format_version, FactorizedCodec.needs_level) == (bitstream.FORMAT_V5, True)
+    assert (FactorizedCodec.format_version, FactorizedCodec.needs_level) == (bitstream.FORMAT_V6, True)
 
 
 @pytest.mark.parametrize("codec", [{"kind": "zstd"}, {}, {"kind": ["uniform8"]}, {"kind": None}])

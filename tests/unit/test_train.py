@@ -50,7 +50,7 @@ def test_rate_training_writes_one_checkpoint_per_level(tmp_path: Path, mnist_tes
     sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
     assert sorted(m.level for m in sender.levels()) == [2, 3]
     for model in sender.levels():
-        assert model.format_version == 5 and model.meta.metrics["information_bits"] > 0
+        assert model.format_version == 6 and model.meta.metrics["information_bits"] > 0
         # the mean code is within a byte of the information content, plus 2 bytes of framing
         assert model.meta.metrics["payload_bytes"] < model.meta.metrics["information_bits"] / 8 + 1
         pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
@@ -256,3 +256,39 @@ def test_output_bias_starts_at_the_mean_pixel(tmp_path: Path, mnist_test: MnistS
     with pytest.raises(SystemExit):
         train.main(["--preset", "dense-tiny", "--output-bias", "zero", "--out", str(out)])
     assert train.main([*args, "--init-from", str(out), "--out", str(tmp_path / "x")]) == 2  # not both
+
+
+def test_shift_moves_each_digit_by_its_own_offset_within_the_bound() -> None:
+    """--shift N: every training digit moved by a whole-pixel offset in [-N, N]², zeros moved in."""
+    digits = torch.zeros(400, 1, 28, 28)
+    digits[:, 0, 8:20, 9:19] = torch.rand(400, 12, 10) + 0.1  # room to move: nothing falls off
+    generator = torch.Generator().manual_seed(0)
+    assert train.shift_randomly(digits, 0, generator) is digits
+    moved = train.shift_randomly(digits, 2, generator)
+    offsets = set()
+    for digit, result in zip(digits, moved, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(digit.roll((dy, dx), (1, 2)), result)
+        ]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) == 25  # every offset occurs, (0, 0) among them
+    blank = train.shift_randomly(torch.ones(200, 1, 28, 28), 3, torch.Generator().manual_seed(1))
+    areas = {(28 - abs(dy)) * (28 - abs(dx)) for dy in range(-3, 4) for dx in range(-3, 4)}
+    sums = {int(image.sum()) for image in blank}
+    assert sums <= areas and len(sums) > 1  # zeros come in from the edges, ones never wrap round
+
+
+def test_shift_trains_is_recorded_and_is_checked(tmp_path: Path) -> None:
+    args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "20", *SMALL]
+    plain, shifted = tmp_path / "plain", tmp_path / "shifted"
+    assert train.main([*args, "--out", str(plain)]) == 0
+    assert train.main([*args, "--shift", "2", "--out", str(shifted)]) == 0
+    assert read_meta(shifted / "decoder.safetensors", "decoder").training["shift"] == 2
+    metrics = [read_meta(run / "decoder.safetensors", "decoder").metrics for run in (plain, shifted)]
+    assert metrics[0] != metrics[1]  # other training images, another model
+    for bad in ("-1", "8"):
+        assert train.main([*args, "--shift", bad, "--out", str(tmp_path / "x")]) == 2
