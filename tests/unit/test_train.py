@@ -282,7 +282,7 @@ def test_shift_moves_each_digit_by_its_own_offset_within_the_bound() -> None:
     assert sums <= areas and len(sums) > 1  # zeros come in from the edges, ones never wrap round
 
 
-def test_shift_trains_is_recorded_and_is_checked(tmp_path: Path) -> None:
+def test_shift_is_recorded_and_checked(tmp_path: Path) -> None:
     args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "20", *SMALL]
     plain, shifted = tmp_path / "plain", tmp_path / "shifted"
     assert train.main([*args, "--out", str(plain)]) == 0
