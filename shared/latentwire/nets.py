@@ -116,7 +116,7 @@ register_preset(Preset(name="dense-tiny", family="dense", channels=8, hidden=32,
 # Half the latent values: the low levels, where fewer, busier values cost fewer bits (issue #10).
 register_preset(Preset(name="dense-32", family="dense", channels=32, hidden=256, latent_dims=32))
 # The same with 512 hidden units each way (issue #10, third round). Not in the shipped ladder:
-# +0.15 dB at level 2 for a 1.5x slower encoder, where --shift 1 bought more for nothing (docs/rd.md).
+# +0.15 dB at level 2 for a 1.5x slower encoder, and nothing on top of --shift 1 (docs/rd.md).
 register_preset(Preset(name="dense-32-h512", family="dense", channels=32, hidden=512, latent_dims=32))
 # The dense bottleneck with deeper transforms: residual blocks at 7×7 and 14×14 (issue #10).
 # Not in the shipped ladder: +0.6 dB at the same rate, but the encoder is 2.7× slower (docs/rd.md).
