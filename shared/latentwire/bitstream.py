@@ -392,7 +392,9 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             raise BadCodeError("the batch container is truncated inside its header")
         raise _refuse_retired(FORMAT_V2, container=True)
     version = data[2] >> _VERSION_SHIFT
-    if version in (FORMAT_V3, FORMAT_V4, FORMAT_V5):  # containers led by a code's byte 0 began with v3
+    # every retired format since v3 had a container led by its codes' byte 0; v2's had its own
+    # magic (above), so b'LB' and a v2 byte 0 was never a container
+    if version in _RETIRED and version != FORMAT_V2:
         if len(data) < _BATCH_HEADER:
             raise BadCodeError("the batch container is truncated inside its header")
         raise _refuse_retired(version, container=True)
