@@ -35,7 +35,7 @@ def make_checkpoint(
 ) -> Path:
     """An untrained (random-weight) but complete checkpoint pair: fast, and enough for format tests.
 
-    ``tiny`` makes a v1 (8-bit) model; ``dense-tiny`` an entropy-coded v6 model at ``level``.
+    ``tiny`` makes a v1 (8-bit) model; ``dense-tiny`` an entropy-coded model (the ladder format) at ``level``.
     """
     torch.manual_seed(seed)
     encoder, decoder = Encoder(get_preset(preset)), Decoder(get_preset(preset))

@@ -49,7 +49,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BATCH_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-# Bytes: v6 codes are ~6-30 bytes, the tutorial's v1 code 1,583.
+# Bytes: ladder codes are ~6-30 bytes, the tutorial's v1 code 1,583.
 CODE_BYTES_BUCKETS = (4, 6, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32, 48, 64, 128, 256, 1024, 2048)
 
 

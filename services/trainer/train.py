@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior",
         choices=sorted(PRIORS),
         default="factorized",
-        help="vector-latent presets: the entropy model (factorized: q4-q5's; conditional: q1-q3's, each "
-        "value's distribution predicted from the values before it, 14%% smaller codes in docs/rd.md)",
+        help="vector-latent presets: the entropy model (factorized: each value coded alone, the ladder's "
+        "before issue 10; conditional: every shipped level's, each value's distribution predicted from "
+        "the values before it, 14%% smaller codes in docs/rd.md)",
     )
     p.add_argument(
         "--groups",

@@ -2,10 +2,11 @@
 
 Every code starts with one byte whose top three bits are the format version; a reader looks
 at those bits first and refuses versions it does not know (``UnsupportedVersionError``), so
-later formats can change everything after that byte. Versions 0 and 7 are reserved (7 for a
-format whose version continues in a second byte, once 6 is taken). This build writes v1 (the
-8-bit ``seed`` model) and v6 (the entropy-coded ladder), and reads both; it refuses v2, v3, v4
-and v5 (see below).
+later formats can change everything after that byte. Version 0 is reserved. This build writes
+v1 (the 8-bit ``seed`` model) and v7 (the entropy-coded ladder; ``LADDER_FORMAT``), and reads
+both; it refuses v2 … v6 (see below). Version 7 is the last number the three bits hold, so v7
+keeps a way out: a v7 byte 0 with level 0 says the format version continues in byte 1 (an
+*extended* version, refused as unsupported by this build; no code carries one yet).
 
 Format v1 (all integers big-endian)::
 
@@ -21,11 +22,11 @@ anything: the version, the minimum length, that the length field matches the cod
 exactly (truncated codes and trailing bytes are refused), the CRC (corruption), and last the
 model id (a well-formed code from another model, ``ForeignModelError``).
 
-Format v6 (entropy-coded models of the quality ladder), two bytes of framing::
+Format v7 (entropy-coded models of the quality ladder), two bytes of framing::
 
     offset  size  field
-    0       1     bits 7..5: version 5; bit 4: denoising variant; bits 3..1: quality level 1..7;
-                  bit 0: bit 8 (the top bit) of the check
+    0       1     bits 7..5: version 7; bit 4: denoising variant; bits 3..1: quality level 1..7
+                  (0: an extended version in byte 1); bit 0: bit 8 (the top bit) of the check
     1       1     bits 7..0 of the check
     2       L     payload: the arithmetic-coded latent (L = code length − 2; may be 0)
 
@@ -40,19 +41,21 @@ every kind of damage — a relabelled level or variant, a truncated or extended 
 bits, a code from another model — passes it 1 time in 512, whatever the payload's length; the
 arithmetic decoder, which accepts only the exact encoding of what it decoded, refuses most of
 the rest. (Integrity, not authenticity: model ids are public, so anyone can make a code that
-passes.) The reader checks, in this order: the version; at least 2 bytes and level ≠ 0; that
+passes.) The reader checks, in this order: the version; at least 2 bytes; level ≠ 0 (else an
+extended version: ``UnsupportedVersionError``); that
 the ladder serves that level (``ForeignModelError``); that L is at most the model's longest
 possible payload (a bound from its coding tables, before anything is hashed or decoded); the
 check; the arithmetic decoder.
 
-Formats v3, v4 and v5 (v6's layout byte for byte, with version 3, 4 or 5) are no longer read:
-the ladder that made them was retrained (v3: levels 1-3 and the denoiser, issue 10; v4: level 1,
-in issue 10's second round; v5: levels 2, 3 and the denoiser, in its third round). A code of a
+Formats v3, v4, v5 and v6 (v7's layout byte for byte, with version 3, 4, 5 or 6) are no longer
+read: the ladder that made them was retrained (v3: levels 1-3 and the denoiser, issue 10; v4:
+level 1, in issue 10's second round; v5: levels 2, 3 and the denoiser, in its third round; v6:
+levels 2-5 and the denoiser, in its fourth). A code of a
 retrained level has its check keyed by a model id the receiver no longer serves, so read as
 today's model of its level it would be refused as corrupted 511 times in 512 and decoded into a
 wrong digit the 512th; the version bump makes the refusal certain (``UnsupportedVersionError``)
 and says why. One rule for every level: codes of the levels that kept their models are refused
-too, although their payloads are those of today's v6 codes.
+too, although their payloads are those of today's v7 codes.
 
 Format v2 (the same layout with version 2, but the check was the low byte of CRC-32(model id ‖
 byte 0 ‖ payload)) is refused with ``UnsupportedVersionError``: CRC is linear, so whether a
@@ -61,22 +64,22 @@ bytes never, which turned a q3 code into a q3-denoise code that decoded into ano
 
 Batch containers (``application/x-latentwire-batch``), for many codes in one body::
 
-    container v1 (any codes)               container v6 (v6 codes of one model)
+    container v1 (any codes)               container v7 (v7 codes of one model)
     0  2  b"LB"                            0  2  b"LB"
-    2  1  1                                2  1  the codes' shared header: a v6 byte 0 with bit 0
-    3  …  per code: LEB128 length, code             (the check's) clear (0xC2 … 0xDE: its version
-                                                    bits, 6, say container v6; variant, level)
+    2  1  1                                2  1  the codes' shared header: a v7 byte 0 with bit 0
+    3  …  per code: LEB128 length, code             (the check's) clear (0xE2 … 0xFE: its version
+                                                    bits, 7, say container v7; variant, level)
                                            3  4  tag: BLAKE2b(bytes 0..2 ‖ bytes 7..end; key =
                                                  model id, digest_size = 4,
                                                  person = b"latentwire batch")
                                            7  …  per code: LEB128 length, payload
 
-In container v6 the codes share one 7-byte header with a 32-bit tag: 1 + 7/N bytes of framing
+In container v7 the codes share one 7-byte header with a 32-bit tag: 1 + 7/N bytes of framing
 per code (payloads are under 128 bytes), under 1.5 from 15 codes up. Its codes cannot be
 relabelled one by one: they have no byte 0 of their own. The reader refuses a shared byte
-with bit 0 set, checks the tag before it splits anything, then rebuilds each standalone v6 code
-with its own 9-bit check (which the receiver opens like any other). Containers v3, v4 and v5
-(the same layout with version bits 3, 4 or 5) are refused like their codes, container v2
+with bit 0 set, checks the tag before it splits anything, then rebuilds each standalone v7 code
+with its own 9-bit check (which the receiver opens like any other). Containers v3 … v6 (the same
+layout with version bits 3 … 6) are refused like their codes, container v2
 (b"LB\x02", CRC-32 tag, v2 codes) like v2 codes.
 
 See docs/bitstream.md for the same, with examples and measured acceptance rates.
@@ -100,21 +103,23 @@ __all__ = [
     "FORMAT_V4",
     "FORMAT_V5",
     "FORMAT_V6",
+    "FORMAT_V7",
     "FRAMING_BYTES",
+    "LADDER_FORMAT",
     "MAX_LEVEL",
     "MODEL_ID_BYTES",
     "READ_VERSIONS_HINT",
     "CodeHeader",
+    "ladder_check",
     "model_id_bytes",
     "pack_batch",
-    "pack_batch_v6",
+    "pack_ladder",
+    "pack_ladder_batch",
     "pack_v1",
-    "pack_v6",
     "read_header",
     "unpack_batch",
+    "unpack_ladder",
     "unpack_v1",
-    "unpack_v6",
-    "v6_check",
 ]
 
 FORMAT_V1 = 1
@@ -122,12 +127,15 @@ FORMAT_V2 = 2  # no longer read (see the module docstring); the number stays tak
 FORMAT_V3 = 3  # no longer read: the ladder was retrained (issue 10); the number stays taken
 FORMAT_V4 = 4  # no longer read: level 1 was retrained (issue 10, second round); the number stays taken
 FORMAT_V5 = 5  # no longer read: levels 2, 3 and the denoiser were retrained (issue 10, third round)
-FORMAT_V6 = 6
-MAX_LEVEL = 7  # v6 byte 0 has 3 level bits; the shipped ladder uses 1..5
+FORMAT_V6 = 6  # no longer read: levels 2-5 and the denoiser were retrained (issue 10, fourth round)
+FORMAT_V7 = 7  # the last number of three bits: level 0 of it escapes to a version in byte 1
+#: The format the quality ladder's codes are written in (the functions named ``*ladder*``).
+LADDER_FORMAT = FORMAT_V7
+MAX_LEVEL = 7  # the ladder format's byte 0 has 3 level bits; the shipped ladder uses 1..5
 MODEL_ID_BYTES = 8
 BATCH_MEDIA_TYPE = "application/x-latentwire-batch"
 READ_VERSIONS_HINT = (
-    "this receiver reads code format versions 1 and 6; re-encode the digit with a current sender"
+    "this receiver reads code format versions 1 and 7; re-encode the digit with a current sender"
 )
 
 _VERSION_SHIFT = 5
@@ -135,10 +143,10 @@ _V1_HEADER = struct.Struct(">B8sH")  # version byte, model id, payload length
 _CRC = struct.Struct(">I")
 _V1_OVERHEAD = _V1_HEADER.size + _CRC.size  # 15 bytes
 #: Bytes a standalone code adds to its payload, by format version.
-FRAMING_BYTES = {FORMAT_V1: _V1_OVERHEAD, FORMAT_V6: 2}
+FRAMING_BYTES = {FORMAT_V1: _V1_OVERHEAD, LADDER_FORMAT: 2}
 _BATCH_MAGIC = b"LB\x01"
 _BATCH_V2_MAGIC = b"LB\x02"
-_BATCH_HEADER = 7  # container v6: magic, the codes' byte 0, 4-byte tag
+_BATCH_HEADER = 7  # container v7: magic, the codes' byte 0, 4-byte tag
 _BATCH_V2_HEADER = 8  # container v2: magic, version 2, byte 0, CRC-32
 _TAG_BYTES = 4
 _CODE_PERSON = b"latentwire code"
@@ -146,7 +154,7 @@ _BATCH_PERSON = b"latentwire batch"
 _DENOISE_BIT = 0x10
 _LEVEL_SHIFT = 1
 _LEVEL_MASK = 0x07  # after the shift
-_CHECK_TOP_BIT = 0x01  # bit 0 of a v6 byte 0: bit 8 of the 9-bit check
+_CHECK_TOP_BIT = 0x01  # bit 0 of a ladder code's byte 0: bit 8 of the 9-bit check
 _CHECK_BITS = 9
 # Why each retired format is refused: the same reason for its codes and its batch containers.
 _RETIRED: dict[int, str] = {
@@ -156,6 +164,8 @@ _RETIRED: dict[int, str] = {
     FORMAT_V4: "it was made by the quality ladder before issue 10's second round, whose level 1 "
     "was retrained since",
     FORMAT_V5: "it was made by the quality ladder before issue 10's third round, whose levels 2, 3 "
+    "and denoiser were retrained since",
+    FORMAT_V6: "it was made by the quality ladder before issue 10's fourth round, whose levels 2-5 "
     "and denoiser were retrained since",
 }
 
@@ -172,13 +182,13 @@ class CodeHeader(NamedTuple):
     """What a code's first bytes say about who can decode it."""
 
     version: int
-    level: int = 0  # v6: quality level 1..7
-    denoise: bool = False  # v6: made by the denoising variant
+    level: int = 0  # ladder format: quality level 1..7
+    denoise: bool = False  # ladder format: made by the denoising variant
     model_id: str = ""  # v1: the model id the code carries
 
 
 def model_id_bytes(model_id: str) -> bytes:
-    """A model id's 16 hex digits as the 8 bytes a code carries (v1) or is keyed by (v6)."""
+    """A model id's 16 hex digits as the 8 bytes a code carries (v1) or is keyed by (v7)."""
     if len(model_id) != 2 * MODEL_ID_BYTES or any(c not in "0123456789abcdef" for c in model_id):
         raise ValueError(f"a model id is 16 lower-case hex digits, got {model_id!r}")
     return bytes.fromhex(model_id)
@@ -226,7 +236,8 @@ def read_header(code: bytes) -> CodeHeader:
     """The version and routing fields of a code, checked as far as they go without a model.
 
     Refuses v2 codes (``UnsupportedVersionError``): their check could not tell relabelled codes
-    apart; and v3, v4 and v5 codes: the ladder that made them was retrained (issue 10).
+    apart; v3 … v6 codes: the ladder that made them was retrained (issue 10); and v7 codes with
+    level 0, whose version continues in byte 1: no such extended version is defined yet.
     """
     if not code:
         raise BadCodeError("the code is empty")
@@ -237,33 +248,36 @@ def read_header(code: bytes) -> CodeHeader:
                 f"the code is truncated: {len(code)} bytes, a v1 code has at least {_V1_OVERHEAD}"
             )
         return CodeHeader(version=1, model_id=code[1 : 1 + MODEL_ID_BYTES].hex())
-    if version == FORMAT_V6:
+    if version == LADDER_FORMAT:
         if len(code) < 2:
-            raise BadCodeError("the code is truncated: a v6 code has at least 2 bytes")
+            raise BadCodeError(f"the code is truncated: a v{LADDER_FORMAT} code has at least 2 bytes")
         level = code[0] >> _LEVEL_SHIFT & _LEVEL_MASK
-        if level == 0:
-            raise BadCodeError("level 0 is not a quality level: the code is corrupted")
-        return CodeHeader(version=FORMAT_V6, level=level, denoise=bool(code[0] & _DENOISE_BIT))
+        if level == 0:  # the escape: the version continues in byte 1
+            raise UnsupportedVersionError(
+                f"code format version {LADDER_FORMAT}.{code[1]} (an extended version) is not supported",
+                hint=READ_VERSIONS_HINT,
+            )
+        return CodeHeader(version=LADDER_FORMAT, level=level, denoise=bool(code[0] & _DENOISE_BIT))
     if version in _RETIRED:
         raise _refuse_retired(version)
     raise UnsupportedVersionError(f"code format version {version} is not supported", hint=READ_VERSIONS_HINT)
 
 
-def _v6_header(level: int, denoise: bool) -> int:
-    """Byte 0 of a v6 code with its check bit (bit 0) clear."""
+def _ladder_header(level: int, denoise: bool) -> int:
+    """Byte 0 of a ladder code with its check bit (bit 0) clear."""
     if not 1 <= level <= MAX_LEVEL:
-        raise ValueError(f"a v6 level is 1 … {MAX_LEVEL}, got {level}")
-    return FORMAT_V6 << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level << _LEVEL_SHIFT
+        raise ValueError(f"a ladder code's level is 1 … {MAX_LEVEL}, got {level}")
+    return LADDER_FORMAT << _VERSION_SHIFT | (_DENOISE_BIT if denoise else 0) | level << _LEVEL_SHIFT
 
 
-def v6_check(model_id: str, first: int, payload: bytes) -> int:
-    """The 9-bit check of a v6 code (0 … 511): its top bit is bit 0 of byte 0, the rest byte 1.
+def ladder_check(model_id: str, first: int, payload: bytes) -> int:
+    """The 9-bit check of a ladder code (0 … 511): its top bit is bit 0 of byte 0, the rest byte 1.
 
     The first 9 bits of BLAKE2b(header ‖ payload), keyed by the model id, 2-byte digest, where
     header is ``first`` (byte 0) with bit 0 cleared.
 
-    >>> v6_check("0123456789abcdef", 0xC6, b"\\xab\\xcd")
-    301
+    >>> ladder_check("0123456789abcdef", 0xE6, b"\\xab\\xcd")
+    467
     """
     digest = hashlib.blake2b(
         bytes([first & ~_CHECK_TOP_BIT]) + payload,
@@ -274,8 +288,8 @@ def v6_check(model_id: str, first: int, payload: bytes) -> int:
     return int.from_bytes(digest.digest(), "big") >> (16 - _CHECK_BITS)
 
 
-def _frame_v6(header: int, model_id: str, payload: bytes) -> bytes:
-    check = v6_check(model_id, header, payload)
+def _frame_ladder(header: int, model_id: str, payload: bytes) -> bytes:
+    check = ladder_check(model_id, header, payload)
     return bytes([header | check >> 8, check & 0xFF]) + payload
 
 
@@ -286,26 +300,26 @@ def _batch_tag(model_id: str, head: bytes, body: bytes) -> bytes:
     return digest.digest()
 
 
-def pack_v6(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
-    """Frame an entropy-coded ``payload`` as a v6 code of ``model_id`` at ``level``."""
-    return _frame_v6(_v6_header(level, denoise), model_id, payload)
+def pack_ladder(*, level: int, denoise: bool, model_id: str, payload: bytes) -> bytes:
+    """Frame an entropy-coded ``payload`` as a ladder code (format v7) of ``model_id`` at ``level``."""
+    return _frame_ladder(_ladder_header(level, denoise), model_id, payload)
 
 
-def unpack_v6(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
-    """The payload of a v6 code, once its length is within ``max_payload`` and its check matches.
+def unpack_ladder(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
+    """The payload of a ladder code, once its length is within ``max_payload`` and its check matches.
 
     The length is checked first, so an overlong code costs neither a hash nor a decode.
     """
     header = read_header(code)
-    if header.version != FORMAT_V6:
-        raise BadCodeError(f"expected a v6 code, got version {header.version}")
+    if header.version != LADDER_FORMAT:
+        raise BadCodeError(f"expected a v{LADDER_FORMAT} code, got version {header.version}")
     payload = code[2:]
     if max_payload is not None and len(payload) > max_payload:
         raise BadCodeError(
             f"the code's payload is {len(payload)} bytes, longer than any code of its model "
             f"(at most {max_payload}): padded or corrupted"
         )
-    if v6_check(model_id, code[0], payload) != (code[0] & _CHECK_TOP_BIT) << 8 | code[1]:
+    if ladder_check(model_id, code[0], payload) != (code[0] & _CHECK_TOP_BIT) << 8 | code[1]:
         raise BadCodeError(
             "the code's check does not match: "
             "it was corrupted, or made by a model this receiver does not serve",
@@ -314,13 +328,13 @@ def unpack_v6(code: bytes, *, model_id: str, max_payload: int | None = None) -> 
     return payload
 
 
-def pack_batch_v6(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
-    """Payloads of one v6 model in a container sharing one header and one 4-byte tag."""
+def pack_ladder_batch(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
+    """Payloads of one ladder model in a container sharing one header and one 4-byte tag."""
     body = bytearray()
     for payload in payloads:
         _write_varint(len(payload), body)
         body += payload
-    head = b"LB" + bytes([_v6_header(level, denoise)])
+    head = b"LB" + bytes([_ladder_header(level, denoise)])
     return head + _batch_tag(model_id, head, bytes(body)) + bytes(body)
 
 
@@ -375,15 +389,15 @@ def _split(data: bytes, pos: int, *, max_codes: int) -> list[bytes]:
 
 
 def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bool], str]) -> list[bytes]:
-    """Split a batch container (v1 or v6) into standalone codes; refuse more than ``max_codes``.
+    """Split a batch container (v1 or v7) into standalone codes; refuse more than ``max_codes``.
 
-    ``model_id_for(level, denoise)`` names the model whose id keys a v6 container's tag.
+    ``model_id_for(level, denoise)`` names the model whose id keys a v7 container's tag.
     """
     if data.startswith(_BATCH_MAGIC):
         return _split(data, len(_BATCH_MAGIC), max_codes=max_codes)
     hint = (
-        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a v6 code's "
-        "byte 0 (container v6; see docs/bitstream.md)"
+        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a v7 code's "
+        "byte 0 (container v7; see docs/bitstream.md)"
     )
     if len(data) < 3 or not data.startswith(b"LB"):
         raise BadCodeError("not a latentwire batch container", hint=hint)
@@ -398,7 +412,7 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
         if len(data) < _BATCH_HEADER:
             raise BadCodeError("the batch container is truncated inside its header")
         raise _refuse_retired(version, container=True)
-    if version != FORMAT_V6:
+    if version != LADDER_FORMAT:
         raise BadCodeError(
             f"not a latentwire batch container: unknown container byte 0x{data[2]:02x}", hint=hint
         )
@@ -410,7 +424,7 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             "corrupted",
             hint=hint,
         )
-    header = read_header(data[2:4])  # level 0 is refused
+    header = read_header(data[2:4])  # level 0 (an extended version) is refused
     model_id = model_id_for(header.level, header.denoise)
     if _batch_tag(model_id, data[:3], data[_BATCH_HEADER:]) != data[3:_BATCH_HEADER]:
         raise BadCodeError(
@@ -418,4 +432,4 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             "corrupted, or made by a model this receiver does not serve"
         )
     payloads = _split(data, _BATCH_HEADER, max_codes=max_codes)
-    return [_frame_v6(data[2], model_id, p) for p in payloads]
+    return [_frame_ladder(data[2], model_id, p) for p in payloads]

@@ -2,17 +2,18 @@
 
 A checkpoint's ``codec`` entry names its latent codec (``latent_codecs``), which turns latents
 into payloads and back; this module runs the networks around it and frames each payload in the
-code format the codec's kind speaks. The ``factorized`` kind (the quality ladder; format v6)::
+code format the codec's kind speaks. The ``factorized`` kind (the ladder format, v7; the
+``conditional`` kind of the shipped levels differs in how its tables are picked)::
 
     sender (Compressor)                               receiver (Decompressor)
     uint8 (N, 28, 28) ÷ 255                           code: level byte, keyed check, payload
-      │ Encoder                                         │ bitstream.unpack_v6 (length ≤ bound,
+      │ Encoder                                         │ bitstream.unpack_ladder (length ≤ bound,
       ▼                                                 ▼   BLAKE2 check keyed by model id)
     latent (N, K) float ──round──► integers           arithmetic.decode with the same tables
       │ − offsets, clamped: symbols                     │ + offsets
       ▼                                                 ▼
     arithmetic.encode with the frozen integer        integers (N, K) ──► Decoder ──► uint8
-    CDF tables ──► payload ──► pack_v6 ─── wire ──►
+    CDF tables ──► payload ──► pack_ladder ─── wire ──►
 
 The ``uniform8`` kind (the tutorial's ``seed`` network; format v1): the non-negative latent
 (N, C, 7, 7) is quantized to 8 bits on [0, latent_max] and framed with a CRC and the model id.
@@ -158,8 +159,8 @@ def _frame_v1(model: ModelHalf, payload: bytes) -> bytes:
     return bitstream.pack_v1(model_id=model.model_id, payload=payload)
 
 
-def _frame_v6(model: ModelHalf, payload: bytes) -> bytes:
-    return bitstream.pack_v6(
+def _frame_ladder(model: ModelHalf, payload: bytes) -> bytes:
+    return bitstream.pack_ladder(
         level=model.level, denoise=model.denoise, model_id=model.model_id, payload=payload
     )
 
@@ -171,13 +172,13 @@ _FRAMINGS = {
         # container v1 lists whole codes
         pack_batch=lambda model, payloads: bitstream.pack_batch([_frame_v1(model, p) for p in payloads]),
     ),
-    bitstream.FORMAT_V6: _Framing(
-        frame=_frame_v6,
-        unframe=lambda model, code: bitstream.unpack_v6(
+    bitstream.LADDER_FORMAT: _Framing(
+        frame=_frame_ladder,
+        unframe=lambda model, code: bitstream.unpack_ladder(
             code, model_id=model.model_id, max_payload=model.max_payload
         ),
-        # container v6 shares one header between the codes
-        pack_batch=lambda model, payloads: bitstream.pack_batch_v6(
+        # the ladder format's container shares one header between the codes
+        pack_batch=lambda model, payloads: bitstream.pack_ladder_batch(
             level=model.level, denoise=model.denoise, model_id=model.model_id, payloads=list(payloads)
         ),
     ),
@@ -224,7 +225,7 @@ class Compressor(ModelHalf):
         return [self.frame(p) for p in self.payloads(images)]
 
     def compress_batch(self, images: np.ndarray) -> bytes:
-        """N images → one batch container (v6 shares a header between codes; v1 lists whole codes)."""
+        """N images → one batch container (ladder codes share a header; v1 lists whole codes)."""
         return self.pack_batch(self.payloads(images))
 
     def pack_batch(self, payloads: Sequence[bytes]) -> bytes:

@@ -143,9 +143,9 @@ class DecoderLadder(Ladder[Decompressor]):
     def open(self, code: bytes) -> tuple[Decompressor, bytes]:
         """The model a code names and its payload, the framing checked once.
 
-        v1: length and CRC before the model id it carries is trusted; v6: the level byte picks
-        the model, then the payload's length is bounded by that model's longest payload, then
-        the check keyed by its id is compared. v2, v3, v4 and v5 codes are refused
+        v1: length and CRC before the model id it carries is trusted; the ladder format: the level
+        byte picks the model, then the payload's length is bounded by that model's longest
+        payload, then the check keyed by its id is compared. Retired formats (v2 … v6) are refused
         (``UnsupportedVersionError``).
         """
         header = bitstream.read_header(code)
@@ -158,15 +158,15 @@ class DecoderLadder(Ladder[Decompressor]):
                 )
             return model, payload
         model = self.by_level.get((header.level, header.denoise))
-        if model is None or model.format_version != bitstream.FORMAT_V6:
+        if model is None or model.format_version != bitstream.LADDER_FORMAT:
             kind = "denoising " if header.denoise else ""
             raise ForeignModelError(
                 f"the code names {kind}quality level {header.level}, which this receiver lacks"
             )
-        return model, bitstream.unpack_v6(code, model_id=model.model_id, max_payload=model.max_payload)
+        return model, bitstream.unpack_ladder(code, model_id=model.model_id, max_payload=model.max_payload)
 
     def route(self, code: bytes) -> Decompressor:
-        """The model a code names (v6: by level byte; v1: by the model id it carries)."""
+        """The model a code names (ladder format: by level byte; v1: by the model id it carries)."""
         return self.open(code)[0]
 
     def model_id_for(self, level: int, denoise: bool) -> str:

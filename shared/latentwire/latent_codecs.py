@@ -19,12 +19,13 @@ Three kinds:
 ``uniform8`` (``Uniform8Codec``; code format v1): the non-negative latent of the ``seed``
 network quantized to 8 bits on [0, latent_max], one byte per value.
 
-``factorized`` (``FactorizedCodec``; code format v6): the rounded latent arithmetic-coded with
-the frozen integer CDF tables of a factorized prior (``entropy.CdfTables``), the quality ladder.
+``factorized`` (``FactorizedCodec``; the ladder code format): the rounded latent arithmetic-coded
+with the frozen integer CDF tables of a factorized prior (``entropy.CdfTables``); the quality
+ladder's levels 4-5 until issue 10's fourth round.
 
-``conditional`` (``ConditionalCodec``; code format v6): the rounded latent coded group by group,
-each value's integer mean and scale predicted from the groups before it by the frozen integer
-model of a ``conditional.ConditionalPrior`` (levels 1-3 and q3-denoise of the shipped ladder).
+``conditional`` (``ConditionalCodec``; the ladder code format): the rounded latent coded group by
+group, each value's integer mean and scale predicted from the groups before it by the frozen
+integer model of a ``conditional.ConditionalPrior`` (every level of the shipped ladder).
 
 Payloads carry no framing: ``codec.Compressor`` frames them by the kind's ``format_version``.
 """
@@ -81,7 +82,7 @@ class LatentCodec(abc.ABC):
 
     kind: ClassVar[str]  # the checkpoint's codec["kind"]
     format_version: ClassVar[int]  # the bitstream format that frames its payloads
-    needs_level: ClassVar[bool] = False  # v6 codes name their model by quality level, not id
+    needs_level: ClassVar[bool] = False  # ladder codes name their model by quality level, not id
 
     params: CodecParams
     max_payload: int  # the longest payload a code of this codec can carry, checked before decoding
@@ -287,7 +288,7 @@ class FactorizedCodec(LatentCodec):
     """
 
     kind = "factorized"
-    format_version = bitstream.FORMAT_V6
+    format_version = bitstream.LADDER_FORMAT
     needs_level = True
 
     @dataclass(frozen=True)
@@ -383,7 +384,7 @@ class ConditionalCodec(LatentCodec):
     """
 
     kind = "conditional"
-    format_version = bitstream.FORMAT_V6
+    format_version = bitstream.LADDER_FORMAT
     needs_level = True
     Params = ConditionalParams
 

@@ -2,7 +2,7 @@
 
 Three families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents, code format
 v1), ``dense`` (built for rate: a narrow vector bottleneck entropy-coded with a learned prior,
-code format v6; after the TensorFlow Compression MNIST model) and ``residual`` (the dense
+the ladder code format; after the TensorFlow Compression MNIST model) and ``residual`` (the dense
 bottleneck with a residual block after each convolution: more capacity at the same latent)::
 
     dense:  image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Linear(98C → H) → Linear(H → K) → latent (N, K)

@@ -338,15 +338,19 @@ async def test_decode_code_with_trailing_bytes(receiver_app: FastAPI, codes: lis
     )
 
 
-@pytest.mark.parametrize("first", [0xE0, 0x00])  # versions 7 and 0 (reserved)
+@pytest.mark.parametrize(
+    "first", [0xE0, 0x00]
+)  # version 7 at level 0 (an extended version), version 0 (reserved)
 async def test_decode_unknown_version(receiver_app: FastAPI, codes: list[bytes], first: int) -> None:
     code = bytes([first]) + codes[0][1:]
     response = await post(receiver_app, "/decode", content=code, headers=OCTET)
     assert_error(response, 422, "unsupported_version")
 
 
-async def test_decode_v6_code_of_a_level_not_served(receiver_app: FastAPI) -> None:
-    code = bytes([bitstream.FORMAT_V6 << 5 | 3 << 1, 0x00]) + b"payload"  # level 3, which a v1 ladder lacks
+async def test_decode_ladder_code_of_a_level_not_served(receiver_app: FastAPI) -> None:
+    code = (
+        bytes([bitstream.LADDER_FORMAT << 5 | 3 << 1, 0x00]) + b"payload"
+    )  # level 3, which a v1 ladder lacks
     assert_error(await post(receiver_app, "/decode", content=code, headers=OCTET), 409, "foreign_model")
 
 
@@ -359,14 +363,14 @@ async def test_decode_v2_codes_are_no_longer_read(receiver_app: FastAPI) -> None
     assert "re-encode" in body["detail"] + body["hint"]
 
 
-@pytest.mark.parametrize("version", [3, 4, 5])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 async def test_decode_retired_codes_are_no_longer_read(receiver_app: FastAPI, version: int) -> None:
-    """v3, v4 and v5 codes were made by ladders retrained since (issue 10): refused, with the fix."""
+    """v3 … v6 codes were made by ladders retrained since (issue 10): refused, with the fix."""
     code = bytes([version << 5 | 3 << 1, 0x00]) + b"payload"
     for kwargs in ({"content": code, "headers": OCTET}, {"json": {"code": b64url(code)}}):
         body = assert_error(await post(receiver_app, "/decode", **kwargs), 422, "unsupported_version")
         assert f"v{version} is no longer read" in body["detail"] and "re-encode" in body["detail"]
-        assert "versions 1 and 6" in body["hint"]
+        assert "versions 1 and 7" in body["hint"]
     container = b"LB" + bytes([code[0]]) + bytes(4) + b"\x07payload"
     response = await post(
         receiver_app, "/decode/batch", content=container, headers={"Content-Type": bitstream.BATCH_MEDIA_TYPE}

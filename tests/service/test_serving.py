@@ -67,7 +67,7 @@ def test_each_level_over_http_matches_the_codec_in_process(
     with httpx.Client(timeout=30) as client:
         codes = [encode(client, sender.url, digit, query) for digit in digits[:6]]
         header = bitstream.read_header(codes[0])
-        assert (header.version, header.level, header.denoise) == (bitstream.FORMAT_V6, quality, denoise)
+        assert (header.version, header.level, header.denoise) == (bitstream.LADDER_FORMAT, quality, denoise)
         assert codes == model.compress(digits[:6])  # the same bytes as in process
         pixels = np.stack([decode(client, receiver.url, code) for code in codes])
     assert np.array_equal(pixels, ladders[1].decompress(codes)[0])

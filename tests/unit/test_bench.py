@@ -293,7 +293,7 @@ def test_smoke_in_process_sections(
     assert data["header"]["command"] == "latentwire-bench " + " ".join([*argv, "--out", str(tmp_path)])
     codec = data["results"]["codec"]
     assert codec["batch"] == 4 and codec["round_trip_batch"] > 0
-    assert {row["model"] for row in codec["rows"]} >= {"q4 (v6)"}
+    assert {row["model"] for row in codec["rows"]} >= {"q4 (v7)"}
     assert all(row["compress_b1"] > 0 and row["decompress_batch"] > 0 for row in codec["rows"])
     assert data["results"]["networks"]["encoder"] > 0
     assert (tmp_path / "bench.md").read_text() == printed

@@ -37,12 +37,15 @@ def test_v1_round_trip_shapes_and_sizes(tiny_checkpoint: Path) -> None:
     assert decompressor.decompress([]).shape == (0, 28, 28)
 
 
-def test_v6_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+def test_ladder_round_trip(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
     root = checkpoint_factory(tmp_path / "q2", preset="dense-tiny", level=2)
     compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
     codes = compressor.compress(IMAGES)
-    assert compressor.format_version == 6
-    assert all(bitstream.read_header(c) == bitstream.CodeHeader(version=6, level=2) for c in codes)
+    assert compressor.format_version == bitstream.LADDER_FORMAT
+    assert all(
+        bitstream.read_header(c) == bitstream.CodeHeader(version=bitstream.LADDER_FORMAT, level=2)
+        for c in codes
+    )
     out = decompressor.decompress(codes)
     assert out.shape == (6, 28, 28) and out.dtype == np.uint8
     # the receiver sees exactly the integers the sender coded

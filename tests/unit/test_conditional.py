@@ -156,7 +156,7 @@ def test_the_integer_model_follows_the_float_model() -> None:
 
 def test_the_kind_is_registered() -> None:
     assert "conditional" in codec_kinds()
-    assert (ConditionalCodec.format_version, ConditionalCodec.needs_level) == (bitstream.FORMAT_V6, True)
+    assert (ConditionalCodec.format_version, ConditionalCodec.needs_level) == (bitstream.LADDER_FORMAT, True)
     params = ConditionalParams(groups=4, hidden=16)
     assert params.to_dict() == {
         "kind": "conditional", "groups": 4, "hidden": 16, "frac_bits": 12, "support": 127,
@@ -178,7 +178,9 @@ def test_the_tables_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
         assert all(t.dtype == torch.int32 for t in loaded.tables.values())
     sender, receiver = Compressor.from_checkpoint(tmp_path), Decompressor.from_checkpoint(tmp_path)
     for half in (sender, receiver):
-        assert isinstance(half.latent_codec, ConditionalCodec) and half.format_version == 6
+        assert (
+            isinstance(half.latent_codec, ConditionalCodec) and half.format_version == bitstream.LADDER_FORMAT
+        )
         assert half.max_payload == original.max_payload
         for name, tensor in original.tables().items():
             assert torch.equal(half.latent_codec.tables()[name], tensor)

@@ -6,9 +6,9 @@
 * v1 codes made by the float64 codec of v0.1 still decode, to the digits it gave (±1 grey level),
   and today's seed model makes the same bytes; its v2 codes are refused (format v2 is no longer
   read);
-* v3 codes of the ladder before issue 10, v4 codes of the ladder before its second round and v5
-  codes of the ladder before its third are refused (formats v3, v4 and v5 are no longer read);
-* the shipped ladder's v6 codes of fixed digits and their pixels do not move (golden_codes_v6.json).
+* v3 codes of the ladder before issue 10, v4, v5 and v6 codes of the ladders before its second,
+  third and fourth rounds are refused (formats v3 … v6 are no longer read);
+* the shipped ladder's v7 codes of fixed digits and their pixels do not move (golden_codes_v7.json).
 """
 
 from __future__ import annotations
@@ -26,18 +26,28 @@ import torch
 from PIL import Image
 from torch import nn
 
-from latentwire import arithmetic, bitstream
+from latentwire import bitstream
 from latentwire.data import MnistSplit
 from latentwire.errors import UnsupportedVersionError
 from latentwire.inference import BLOCK, InvariantRunner
 from latentwire.ladder import DecoderLadder, EncoderLadder
-from latentwire.latent_codecs import FactorizedCodec
 
 GOLDEN = Path(__file__).with_name("golden_codes_v0.1.json")
 GOLDEN_V3 = Path(__file__).with_name("golden_codes_v3.json")
 GOLDEN_V4 = Path(__file__).with_name("golden_codes_v4.json")
 GOLDEN_V5 = Path(__file__).with_name("golden_codes_v5.json")
 GOLDEN_V6 = Path(__file__).with_name("golden_codes_v6.json")
+GOLDEN_V7 = Path(__file__).with_name("golden_codes_v7.json")
+# The code of the latent (k·7 mod 5) − 2, k = 0 … 31, at each level of the ladder of issue 10's
+# fourth round (format v7).
+GOLDEN_FIXED_LATENT_CODES = {
+    "q1": "e32a41f3c2a63b23c68509bf85212133adb13761e1b04ae1272f38defc79fad67767fc762e7a0d42732498",
+    "q2": "e4725746bc7e23a5d3041308fd7eaa46c9cca8ec08af57",
+    "q3": "e64e612929858db7691bb1078121500bdf8894f65167",
+    "q4": "e81c75242cc98b03f449907156d5e495025abcb683",
+    "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
+    "q3-denoise": "f6ec3709274c5a978cc69e5e59db569994",
+}
 SPLITS = [1, 2, 3, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 37, 64]
 
 
@@ -107,39 +117,24 @@ def test_codes_of_several_levels_in_one_batch_decode_as_alone(
         assert np.array_equal(receiver.decompress([codes[i]])[0][0], together[i])
 
 
-def test_the_code_for_a_given_latent_is_fixed_bytes(ladders: tuple[EncoderLadder, DecoderLadder]) -> None:
-    """Integers in, bytes out: no floating point between a rounded latent and its code."""
-    model = ladders[0].select(quality=4)
-    codec = model.latent_codec
-    assert isinstance(codec, FactorizedCodec)
-    latent = np.array([[(k * 7) % 5 - 2 for k in range(model.latent_shape[0])]], dtype=np.float32)
-    symbols = codec.symbols(latent)[0]
-    payload = arithmetic.encode(symbols.tolist(), codec.cdf_tables.rows())
-    assert codec.compress(latent) == [payload]
-    code = model.frame(payload)
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=4)
-    # Frozen: recompute only if the shipped q4 checkpoint itself is replaced. The payload is the
-    # one v0.1 framed as v2 (44cc…), the ladder before issue 10 as v3 (6990…), issue 10's first
-    # ladder as v4 (89ba…) and its second as v5 (a953…): q4's model was kept each time, the format
-    # changed, the coding did not.
-    assert code.hex() == GOLDEN_Q4_CODE
-    assert code[2:].hex() == GOLDEN_Q4_V2_CODE[4:] == GOLDEN_Q4_V3_CODE[4:] == GOLDEN_Q4_V4_CODE[4:]
-    assert code[2:].hex() == GOLDEN_Q4_V5_CODE[4:]
-    assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:])
-
-
-def test_the_code_for_a_given_latent_is_fixed_bytes_with_a_conditional_model(
-    ladders: tuple[EncoderLadder, DecoderLadder],
+@pytest.mark.parametrize("level", sorted(GOLDEN_FIXED_LATENT_CODES))
+def test_the_code_for_a_given_latent_is_fixed_bytes(
+    ladders: tuple[EncoderLadder, DecoderLadder], level: str
 ) -> None:
-    """The same for q3's conditional model: its integer network and tables give fixed bytes."""
-    model = ladders[0].select(quality=3)
-    assert model.latent_codec.kind == "conditional"
+    """Integers in, bytes out: no floating point between a rounded latent and its code.
+
+    Each shipped level's integer entropy model and tables turn one fixed latent into frozen bytes
+    (recompute one only when that level's checkpoint is replaced), and decode them back.
+    """
+    quality, _, variant = level.removeprefix("q").partition("-")
+    model = ladders[0].select(quality=int(quality), denoise=variant == "denoise")
     latent = np.array([[(k * 7) % 5 - 2 for k in range(model.latent_shape[0])]], dtype=np.float32)
     (payload,) = model.latent_codec.compress(latent)
     assert np.array_equal(model.latent_codec.decompress(payload), latent[0])
     code = model.frame(payload)
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=3)
-    assert code.hex() == GOLDEN_Q3_CODE  # frozen: recompute only if the shipped q3 is replaced
+    header = bitstream.CodeHeader(version=bitstream.LADDER_FORMAT, level=model.level, denoise=model.denoise)
+    assert bitstream.read_header(code) == header
+    assert code.hex() == GOLDEN_FIXED_LATENT_CODES[level]
     assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:])
 
 
@@ -148,7 +143,7 @@ def decoded_png(text: str) -> np.ndarray:
 
 
 def check9(model_id: str, first: int, payload: bytes) -> int:
-    """docs/bitstream.md's 9-bit check of a v6 code, from hashlib alone (byte 0's bit 0 cleared)."""
+    """docs/bitstream.md's 9-bit check of a ladder code, from hashlib alone (byte 0's bit 0 cleared)."""
     key = bytes.fromhex(model_id)
     digest = hashlib.blake2b(
         bytes([first & 0xFE]) + payload, key=key, digest_size=2, person=b"latentwire code"
@@ -173,7 +168,7 @@ def test_v1_codes_from_the_float64_codec_still_decode_and_v2_codes_are_refused(
             ladders[1].decompress([bytes.fromhex(entry["code"])])
         assert "relabelled codes" in caught.value.message and "re-encode" in caught.value.message
         assert caught.value.code == "unsupported_version"
-        assert "versions 1 and 6" in caught.value.hint
+        assert "versions 1 and 7" in caught.value.hint
     assert {(e["quality"], e["denoise"]) for e in golden} == {
         (m.level, m.denoise) for m in ladders[1].levels()
     }
@@ -184,23 +179,23 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
 ) -> None:
     """The shipped ladder's codes of fixed digits, and the digits they decode to, do not move.
 
-    v0.1's v1 codes are the same bytes today; the v6 codes are those the ladder made when it
-    landed (golden_codes_v6.json), decoded to the same pixels (±1 grey level: float32 networks
+    v0.1's v1 codes are the same bytes today; the v7 codes are those the ladder made when it
+    landed (golden_codes_v7.json), decoded to the same pixels (±1 grey level: float32 networks
     may differ in the last bits on another machine).
     """
     v1 = [e for e in json.loads(GOLDEN.read_text())["codes"] if bytes.fromhex(e["code"])[0] >> 5 == 1]
-    v6 = json.loads(GOLDEN_V6.read_text())["codes"]
-    assert len(v1) == 2 and {(e["quality"], e["denoise"]) for e in v6} == {
-        (m.level, m.denoise) for m in ladders[1].levels() if m.format_version == 6
+    ladder = json.loads(GOLDEN_V7.read_text())["codes"]
+    assert len(v1) == 2 and {(e["quality"], e["denoise"]) for e in ladder} == {
+        (m.level, m.denoise) for m in ladders[1].levels() if m.format_version == bitstream.LADDER_FORMAT
     }
-    for entry in v1 + v6:
+    for entry in v1 + ladder:
         where = (entry["quality"], entry["denoise"], entry["mnist_test_index"])
         sender = ladders[0].select(quality=entry["quality"], denoise=entry["denoise"])
         (code,) = sender.compress(mnist_test.images[entry["mnist_test_index"]])
         assert code.hex() == entry["code"], where
-    codes = [bytes.fromhex(entry["code"]) for entry in v6]
+    codes = [bytes.fromhex(entry["code"]) for entry in ladder]
     pixels, models = ladders[1].decompress(codes)
-    for entry, image, model, code in zip(v6, pixels, models, codes, strict=True):
+    for entry, image, model, code in zip(ladder, pixels, models, codes, strict=True):
         where = (entry["quality"], entry["denoise"], entry["mnist_test_index"])
         assert (model.level, model.denoise) == (entry["quality"], entry["denoise"]), where
         assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:]), where
@@ -209,12 +204,13 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
 
 
 @pytest.mark.parametrize(
-    ("golden", "version", "count"), [(GOLDEN_V3, 3, 24), (GOLDEN_V4, 4, 48), (GOLDEN_V5, 5, 48)]
+    ("golden", "version", "count"),
+    [(GOLDEN_V3, 3, 24), (GOLDEN_V4, 4, 48), (GOLDEN_V5, 5, 48), (GOLDEN_V6, 6, 48)],
 )
 def test_codes_of_retired_ladders_are_refused(
     ladders: tuple[EncoderLadder, DecoderLadder], golden: Path, version: int, count: int
 ) -> None:
-    """Real v3, v4 and v5 codes of retired ladders: refused with the reason and the fix, alone or batched."""
+    """Real v3 … v6 codes of retired ladders: refused with the reason and the fix, alone or batched."""
     entries = json.loads(golden.read_text())["codes"]
     assert len(entries) == count and all(bytes.fromhex(e["code"])[0] >> 5 == version for e in entries)
     codes = [bytes.fromhex(entry["code"]) for entry in entries]
@@ -224,7 +220,7 @@ def test_codes_of_retired_ladders_are_refused(
         ) as caught:
             ladders[1].decompress([code])
         assert "re-encode" in caught.value.message and caught.value.code == "unsupported_version"
-        assert "versions 1 and 6" in caught.value.hint
+        assert "versions 1 and 7" in caught.value.hint
     with pytest.raises(UnsupportedVersionError, match=rf"^code 0: code format v{version} is no longer read"):
         ladders[1].decompress(codes)
 
@@ -251,30 +247,3 @@ def test_blocks_match_a_plain_forward_closely() -> None:
     runner = InvariantRunner(nn.Sequential(layer))
     assert runner(x).shape == (45, 30)
     assert torch.allclose(runner(x), layer(x), atol=1e-5)
-
-
-GOLDEN_Q4_CODE = (
-    "c8501a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # 0xc8 (level 4) | 0, check 0x050
-)
-GOLDEN_Q4_V5_CODE = "a9531a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, as v5
-GOLDEN_Q4_V4_CODE = "89ba1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, as v4
-GOLDEN_Q4_V3_CODE = "69901a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, as v3
-GOLDEN_Q4_V2_CODE = "44cc1a6a25e74f3291f839092f2d596183591d0e8bd493bcbece497966"  # the same, v0.1's framing
-GOLDEN_Q3_CODE = (
-    "c71f69656e4bb9efbff7b789c6bd21ad448ad9"  # level 3 (conditional) of issue 10's third round, v6
-)
-
-
-@pytest.mark.parametrize(("kernel", "padding", "channels"), [(5, 2, 32), (3, 1, 8)])
-def test_a_one_channel_transposed_convolution_runs_as_a_pixel_shuffle(
-    kernel: int, padding: int, channels: int
-) -> None:
-    torch.manual_seed(kernel)
-    layer = nn.ConvTranspose2d(channels, 1, kernel, stride=2, padding=padding, output_padding=1)
-    runner = InvariantRunner(nn.Sequential(layer))
-    assert not any(isinstance(m, nn.ConvTranspose2d) for m in runner.layers)  # rewritten
-    x = torch.randn(20, channels, 9, 9)
-    with torch.inference_mode():
-        assert torch.allclose(runner(x), layer(x), atol=1e-5)
-    wide = nn.ConvTranspose2d(channels, 4, kernel, stride=2, padding=padding, output_padding=1)
-    assert InvariantRunner(nn.Sequential(wide)).layers[0] is wide  # kept: oneDNN is fast there

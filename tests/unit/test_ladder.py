@@ -61,7 +61,7 @@ def test_batch_containers_through_the_ladder(ladder_dir: Path) -> None:
 def test_unknown_levels_and_models(ladder_dir: Path) -> None:
     receiver = DecoderLadder.load(ladder_dir)
     with pytest.raises(ForeignModelError, match="level 7"):
-        receiver.route(bitstream.pack_v6(level=7, denoise=False, model_id="0" * 16, payload=b""))
+        receiver.route(bitstream.pack_ladder(level=7, denoise=False, model_id="0" * 16, payload=b""))
     with pytest.raises(ForeignModelError, match="lacks"):
         receiver.route(bitstream.pack_v1(model_id="0" * 16, payload=b"x"))
 
@@ -72,20 +72,20 @@ def test_v2_codes_and_containers_are_refused_with_a_reason(ladder_dir: Path) -> 
     v2 = bytes([code[0] & 0x1F | bitstream.FORMAT_V2 << 5]) + code[1:]  # the same code, labelled v2
     with pytest.raises(UnsupportedVersionError, match=r"v2 is no longer read.*re-encode") as caught:
         receiver.decompress([v2])
-    assert "versions 1 and 6" in caught.value.hint
+    assert "versions 1 and 7" in caught.value.hint
     with pytest.raises(UnsupportedVersionError, match="container v2"):
         receiver.unpack_batch(b"LB\x02" + bytes([v2[0]]) + bytes(4) + b"\x01\x01", max_codes=5)
 
 
-@pytest.mark.parametrize("version", [3, 4, 5])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 def test_retired_codes_and_containers_are_refused_with_a_reason(ladder_dir: Path, version: int) -> None:
     sender, receiver = EncoderLadder.load(ladder_dir), DecoderLadder.load(ladder_dir)
     code = sender.select(quality=2).compress(IMAGES[:1])[0]
-    assert code[0] >> 5 == bitstream.FORMAT_V6
-    retired = bytes([code[0] & 0x1F | version << 5]) + code[1:]  # the same code, labelled v3, v4 or v5
+    assert code[0] >> 5 == bitstream.LADDER_FORMAT
+    retired = bytes([code[0] & 0x1F | version << 5]) + code[1:]  # the same code, labelled v3 … v6
     with pytest.raises(UnsupportedVersionError, match=rf"v{version} is no longer read.*re-encode") as caught:
         receiver.decompress([retired])
-    assert "versions 1 and 6" in caught.value.hint
+    assert "versions 1 and 7" in caught.value.hint
     container = sender.select(quality=2).compress_batch(IMAGES[:2])
     assert receiver.unpack_batch(container, max_codes=5) == sender.select(quality=2).compress(IMAGES[:2])
     relabelled = container[:2] + bytes([container[2] & 0x1F | version << 5]) + container[3:]
@@ -114,7 +114,9 @@ def test_a_payload_longer_than_any_code_is_refused_before_decoding(ladder_dir: P
     model = receiver.by_level[(2, False)]
     longest = model.max_payload
     assert 0 < longest <= 2 * len(model.latent_shape) * model.latent_shape[0]
-    overlong = bitstream.pack_v6(level=2, denoise=False, model_id=model.model_id, payload=bytes(longest + 1))
+    overlong = bitstream.pack_ladder(
+        level=2, denoise=False, model_id=model.model_id, payload=bytes(longest + 1)
+    )
     with pytest.raises(BadCodeError, match=f"longer than any code of its model \\(at most {longest}\\)"):
         receiver.open(overlong)
     with pytest.raises(BadCodeError, match="longer than any"):  # also when the check is wrong

@@ -8,7 +8,7 @@ mutation is *accepted* when both let it through: the receiver would decode it in
 Mutation classes (per code):
 
 * ``flip version bit`` / ``flip level/variant bit`` / ``flip check bit`` / ``flip payload bit``:
-  every single-bit flip, by where the bit is (a v6 check bit: bit 0 of byte 0, or byte 1);
+  every single-bit flip, by where the bit is (a ladder code's check bit: bit 0 of byte 0, or byte 1);
 * ``truncate 1`` / ``truncate 2``: the last one or two bytes cut off;
 * ``extend 1`` / ``extend 2``: one or two random bytes appended;
 * ``relabel to a served level``: byte 0's (level, variant) bits replaced by each other pair the
@@ -87,7 +87,7 @@ def accepted(ladder: DecoderLadder, code: bytes) -> bool:
 def decoder_accepts(ladder: DecoderLadder, code: bytes) -> bool:
     """Whether the arithmetic decoder of the model byte 0 names accepts the payload, check aside.
 
-    A v6 mutation is accepted iff this holds and the check matches; the keyed check matches a
+    A ladder-code mutation is accepted iff this holds and the check matches; the keyed check matches a
     changed (header, payload) 1 time in 512 independently of the rest, so 1/512 times the rate
     of this is the expected acceptance rate: a far more precise estimate than counting the rare
     acceptances themselves.
@@ -97,7 +97,7 @@ def decoder_accepts(ladder: DecoderLadder, code: bytes) -> bool:
     except LatentwireError:
         return False
     model = ladder.by_level.get((header.level, header.denoise))
-    if header.version != bitstream.FORMAT_V6 or model is None or model.format_version != header.version:
+    if header.version != bitstream.LADDER_FORMAT or model is None or model.format_version != header.version:
         return False
     try:
         model.latent_values(code[2:])
@@ -108,13 +108,13 @@ def decoder_accepts(ladder: DecoderLadder, code: bytes) -> bool:
 
 def mutations(code: bytes, rng: np.random.Generator, served: set[int]) -> Iterator[tuple[str, bytes]]:
     """Every mutation of one code, with its class (v1 codes: flips, truncations, extensions)."""
-    v6 = code[0] >> 5 == bitstream.FORMAT_V6
+    ladder = code[0] >> 5 == bitstream.LADDER_FORMAT
     for bit in range(8 * len(code)):
         mutated = bytearray(code)
         mutated[bit // 8] ^= 0x80 >> (bit % 8)  # bit 0 is byte 0's most significant bit
         if bit < 3:
             kind = "flip version bit"
-        elif v6 and (bit == 7 or 8 <= bit < 16):  # bit 0 of byte 0, and byte 1
+        elif ladder and (bit == 7 or 8 <= bit < 16):  # bit 0 of byte 0, and byte 1
             kind = "flip check bit"
         elif bit < 8:
             kind = "flip level/variant bit"  # v1: the reserved bits
@@ -124,9 +124,9 @@ def mutations(code: bytes, rng: np.random.Generator, served: set[int]) -> Iterat
     for n in (1, 2):
         yield f"truncate {n}", code[:-n]
         yield f"extend {n}", code + rng.bytes(n)
-    if v6:
-        v6_bits = bitstream.FORMAT_V6 << 5
-        for header in range(v6_bits, v6_bits + 0x20, 2):  # every (level, variant), the check bit kept
+    if ladder:
+        ladder_bits = bitstream.LADDER_FORMAT << 5
+        for header in range(ladder_bits, ladder_bits + 0x20, 2):  # every (level, variant), the check bit kept
             if header != code[0] & 0xFE:
                 kind = "relabel to a served level" if header in served else "relabel to an unserved level"
                 yield kind, bytes([header | code[0] & 1]) + code[1:]
@@ -141,17 +141,17 @@ def measure(
     v1_digits: int = 0,
     decoder_alone: Tally | None = None,
 ) -> tuple[Tally, Tally, Tally]:
-    """Mutate every code of ``images`` at every v6 level (and ``v1_digits`` v1 codes).
+    """Mutate every code of ``images`` at every ladder level (and ``v1_digits`` v1 codes).
 
     Returns the tally by class, by (model, class), and of forged-check random payloads by model;
-    fills ``decoder_alone`` (by class, v6 only) with what the arithmetic decoder alone accepts.
+    fills ``decoder_alone`` (by class, ladder codes only) with what the arithmetic decoder alone accepts.
     """
     rng = np.random.default_rng(seed)
     by_class, by_model, forged = Tally(), Tally(), Tally()
     served = {
-        m.level << 1 | (0x10 if m.denoise else 0) | bitstream.FORMAT_V6 << 5
+        m.level << 1 | (0x10 if m.denoise else 0) | bitstream.LADDER_FORMAT << 5
         for m in decoders.levels()
-        if m.format_version == bitstream.FORMAT_V6
+        if m.format_version == bitstream.LADDER_FORMAT
     }
     for compressor in encoders.levels():
         label = f"q{compressor.level}{'-denoise' if compressor.denoise else ''}"
@@ -170,7 +170,7 @@ def measure(
             if not v1:  # random payloads of the real code's length, and of any length up to the bound
                 bound = decoders.by_id[compressor.model_id].max_payload
                 for kind, length in (("same length", len(code) - 2), ("any length", rng.integers(bound + 1))):
-                    fake = bitstream.pack_v6(
+                    fake = bitstream.pack_ladder(
                         level=compressor.level,
                         denoise=compressor.denoise,
                         model_id=compressor.model_id,
@@ -242,7 +242,7 @@ def test_mutated_real_codes_are_refused(
     assert by_class.tried["relabel to a served level"] == 6 * 100 * 5  # each code to the 5 other models
     assert_within_bar(by_class)
     assert by_class.accepted["flip check bit"] == 0  # the check is a function of the rest
-    assert by_class.accepted["flip version bit"] == 0  # v0, v6 or v6: refused before any check
+    assert by_class.accepted["flip version bit"] == 0  # v3, v5 or v6: retired, refused before any check
     assert by_class.accepted["relabel to an unserved level"] == 0  # foreign_model
     levels = ["q1", "q2", "q3", "q3-denoise", "q4", "q5"]
     assert set(forged.tried) == {f"{q} {kind}" for q in levels for kind in ("same length", "any length")}
@@ -254,7 +254,7 @@ def test_the_issues_relabelled_code_is_refused(ladders: tuple[EncoderLadder, Dec
     assert not accepted(ladders[1], v2_code)  # v2: refused outright
     digit = load_or_skip().images[4777]
     code = ladders[0].select(quality=3).compress(digit)[0]  # q3 was retrained in issue 10: a new payload
-    assert bitstream.read_header(code) == bitstream.CodeHeader(version=6, level=3)
+    assert bitstream.read_header(code) == bitstream.CodeHeader(version=bitstream.LADDER_FORMAT, level=3)
     assert accepted(ladders[1], code)
     assert not accepted(ladders[1], bytes([code[0] ^ 0x10]) + code[1:])
 
@@ -267,7 +267,7 @@ def load_or_skip() -> MnistSplit:
 
 
 def test_mutated_batch_containers_are_refused(ladders: tuple[EncoderLadder, DecoderLadder]) -> None:
-    """A v6 container's 4-byte tag: every flip, truncation, extension and relabelling is caught."""
+    """A ladder container's 4-byte tag: every flip, truncation, extension and relabelling is caught."""
     split = load_or_skip()
     sender, receiver = ladders
     compressor = sender.select(quality=3)
@@ -275,8 +275,8 @@ def test_mutated_batch_containers_are_refused(ladders: tuple[EncoderLadder, Deco
     assert receiver.unpack_batch(container, max_codes=16) == compressor.compress(split.images[:16])
     assert (len(container) - sum(len(c) - 2 for c in compressor.compress(split.images[:16]))) / 16 < 1.5
     mutated = [container[:-n] for n in (1, 2)] + [container + b"\x01", container + b"\x00\x00"]
-    # every v6 (level, variant, check bit) byte, and every v3, v4 and v5 one (no longer read)
-    mutated += [container[:2] + bytes([first]) + container[3:] for first in range(0x60, 0xE0)]
+    # every v7 (level, variant, check bit) byte, and every v3 … v6 one (no longer read)
+    mutated += [container[:2] + bytes([first]) + container[3:] for first in range(0x60, 0x100)]
     for bit in range(8 * len(container)):
         flipped = bytearray(container)
         flipped[bit // 8] ^= 0x80 >> (bit % 8)
@@ -335,7 +335,7 @@ def main(digits: int, split: MnistSplit | None = None) -> tuple[Tally, Tally, Ta
     seconds = time.perf_counter() - start
     print(f"{digits} MNIST test digits per level (2 for the v1 seed model), {seconds:.0f} s")
     print("\nby class, every level together:\n" + table(by_class, CLASSES))
-    print("\nv6 codes: what the arithmetic decoder alone accepts, and the rate that gives:")
+    print("\nladder codes: what the arithmetic decoder alone accepts, and the rate that gives:")
     print(expected_table(by_class, alone))
     print("\nby level and class:\n" + table(by_model))
     print("\nrandom payloads with a forged-correct check byte, accepted by the arithmetic decoder:")

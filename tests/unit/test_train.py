@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from latentwire.bitstream import LADDER_FORMAT
 from latentwire.checkpoint import DEFAULT_CHECKPOINT_DIR, read_meta
 from latentwire.data import MnistSplit
 from latentwire.ladder import DecoderLadder, EncoderLadder
@@ -50,7 +51,7 @@ def test_rate_training_writes_one_checkpoint_per_level(tmp_path: Path, mnist_tes
     sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
     assert sorted(m.level for m in sender.levels()) == [2, 3]
     for model in sender.levels():
-        assert model.format_version == 6 and model.meta.metrics["information_bits"] > 0
+        assert model.format_version == LADDER_FORMAT and model.meta.metrics["information_bits"] > 0
         # the mean code is within a byte of the information content, plus 2 bytes of framing
         assert model.meta.metrics["payload_bytes"] < model.meta.metrics["information_bits"] / 8 + 1
         pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
@@ -145,9 +146,8 @@ def test_ladder_rungs_are_valid_trainer_options() -> None:
 
 
 def test_ladder_rungs_make_every_shipped_level() -> None:
-    """Every rung's output (or kept levels) together are the shipped ladder's directories."""
-    made = {rung.out for rung in ladder.RUNGS if not rung.keep}
-    made |= {level for rung in ladder.RUNGS for level in rung.keep}
+    """Every rung's output together are the shipped ladder's directories."""
+    made = {rung.out for rung in ladder.RUNGS}
     shipped = {p.parent.name for p in DEFAULT_CHECKPOINT_DIR.glob("*/encoder.safetensors")}
     assert made == shipped
     names = [rung.name for rung in ladder.RUNGS]  # q3-denoise starts from q3: q3 comes first
@@ -164,42 +164,9 @@ def test_ladder_rungs_are_the_commands_that_made_the_shipped_levels() -> None:
 
     for rung in ladder.RUNGS:
         rung_options = parsed([*rung.options.format(out="X").split(), "--out", "X"])
-        for level in rung.keep or (rung.out,):
-            command = read_meta(DEFAULT_CHECKPOINT_DIR / level / "encoder.safetensors", "encoder").command
-            assert command.startswith("latentwire-train "), level
-            assert parsed(shlex.split(command)[1:]) == rung_options, level
-
-
-def make_run(run: Path, levels: tuple[str, ...]) -> None:
-    for level in levels:
-        (run / level).mkdir(parents=True)
-        (run / level / "encoder.safetensors").write_text(level)
-
-
-def test_keep_levels_moves_the_kept_levels_up_and_drops_the_run(tmp_path: Path) -> None:
-    run = tmp_path / "shared"
-    make_run(run, ("q1", "q2", "q3"))
-    (tmp_path / "q2").mkdir()
-    (tmp_path / "q2" / "old").write_text("old")
-    ladder.keep_levels(run, ("q2", "q3"), tmp_path)
-    assert (tmp_path / "q2" / "encoder.safetensors").read_text() == "q2"
-    assert not (tmp_path / "q2" / "old").exists()
-    assert (tmp_path / "q3" / "encoder.safetensors").read_text() == "q3"
-    assert not run.exists() and not (tmp_path / "q1").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["q2", "q3"]  # nothing staged is left
-    ladder.keep_levels(tmp_path / "absent", (), tmp_path)  # nothing kept: nothing moved
-
-
-def test_keep_levels_touches_nothing_unless_every_level_is_there(tmp_path: Path) -> None:
-    run = tmp_path / "shared"
-    make_run(run, ("q4",))
-    make_run(tmp_path, ("q4", "q5"))  # the shipped ones
-    with pytest.raises(FileNotFoundError, match="made no q5"):
-        ladder.keep_levels(run, ("q4", "q5"), tmp_path)
-    assert (tmp_path / "q4" / "encoder.safetensors").read_text() == "q4" and (run / "q4").exists()
-    with pytest.raises(ValueError, match="elsewhere than the ladder"):
-        ladder.keep_levels(tmp_path, ("q4",), tmp_path)
-    assert (tmp_path / "q4").exists() and (tmp_path / "q5").exists()
+        command = read_meta(DEFAULT_CHECKPOINT_DIR / rung.out / "encoder.safetensors", "encoder").command
+        assert command.startswith("latentwire-train "), rung.out
+        assert parsed(shlex.split(command)[1:]) == rung_options, rung.out
 
 
 def test_cosine_factor_is_torchs_cosine_schedule() -> None:
