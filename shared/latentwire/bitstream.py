@@ -396,8 +396,8 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
     if data.startswith(_BATCH_MAGIC):
         return _split(data, len(_BATCH_MAGIC), max_codes=max_codes)
     hint = (
-        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a v7 code's "
-        "byte 0 (container v7; see docs/bitstream.md)"
+        f"a {BATCH_MEDIA_TYPE} body starts with b'LB\\x01' (container v1), or b'LB' and a "
+        f"v{LADDER_FORMAT} code's byte 0 (container v{LADDER_FORMAT}; see docs/bitstream.md)"
     )
     if len(data) < 3 or not data.startswith(b"LB"):
         raise BadCodeError("not a latentwire batch container", hint=hint)
@@ -424,7 +424,13 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
             "corrupted",
             hint=hint,
         )
-    header = read_header(data[2:4])  # level 0 (an extended version) is refused
+    if not data[2] >> _LEVEL_SHIFT & _LEVEL_MASK:  # byte 3 is the tag, not a version: name none
+        raise UnsupportedVersionError(
+            f"a batch container of an extended version of code format v{LADDER_FORMAT} (level 0 in its "
+            "shared byte) is not supported",
+            hint=READ_VERSIONS_HINT,
+        )
+    header = read_header(data[2:4])
     model_id = model_id_for(header.level, header.denoise)
     if _batch_tag(model_id, data[:3], data[_BATCH_HEADER:]) != data[3:_BATCH_HEADER]:
         raise BadCodeError(

@@ -247,3 +247,18 @@ def test_blocks_match_a_plain_forward_closely() -> None:
     runner = InvariantRunner(nn.Sequential(layer))
     assert runner(x).shape == (45, 30)
     assert torch.allclose(runner(x), layer(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(("kernel", "padding", "channels"), [(5, 2, 32), (3, 1, 8)])
+def test_a_one_channel_transposed_convolution_runs_as_a_pixel_shuffle(
+    kernel: int, padding: int, channels: int
+) -> None:
+    torch.manual_seed(kernel)
+    layer = nn.ConvTranspose2d(channels, 1, kernel, stride=2, padding=padding, output_padding=1)
+    runner = InvariantRunner(nn.Sequential(layer))
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in runner.layers)  # rewritten
+    x = torch.randn(20, channels, 9, 9)
+    with torch.inference_mode():
+        assert torch.allclose(runner(x), layer(x), atol=1e-5)
+    wide = nn.ConvTranspose2d(channels, 4, kernel, stride=2, padding=padding, output_padding=1)
+    assert InvariantRunner(nn.Sequential(wide)).layers[0] is wide  # kept: oneDNN is fast there
