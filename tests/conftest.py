@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,18 @@ def mnist_test() -> MnistSplit:
 
 
 def make_checkpoint(
-    directory: Path, *, seed: int = 0, preset: str = "tiny", level: int = 2, denoise: bool = False
+    directory: Path,
+    *,
+    seed: int = 0,
+    preset: str = "tiny",
+    level: int = 2,
+    denoise: bool = False,
+    retired_model_ids: Sequence[str] = (),
 ) -> Path:
     """An untrained (random-weight) but complete checkpoint pair: fast, and enough for format tests.
 
-    ``tiny`` makes a v1 (8-bit) model; ``dense-tiny`` an entropy-coded model (the ladder format) at ``level``.
+    ``tiny`` makes a v1 (8-bit) model; ``dense-tiny`` an entropy-coded model (the ladder format) at
+    ``level``, replacing ``retired_model_ids`` there.
     """
     torch.manual_seed(seed)
     encoder, decoder = Encoder(get_preset(preset)), Decoder(get_preset(preset))
@@ -50,6 +57,7 @@ def make_checkpoint(
             level=level,
             denoise=denoise,
             metrics={"psnr": 9.0, "code_bytes": 9.0},
+            retired_model_ids=retired_model_ids,
         )
         return directory
     sample = to_tensor(np.random.default_rng(seed).integers(0, 256, (16, 28, 28), dtype=np.uint8))

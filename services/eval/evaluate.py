@@ -124,7 +124,7 @@ def evaluate_ladder(
         info_bits: list[np.ndarray] = []  # per image, where the codec has an entropy model to measure with
         for start in range(0, len(inputs), CHUNK):
             latents = compressor.latents(inputs[start : start + CHUNK])
-            codes += [compressor.frame(p) for p in compressor.latent_codec.compress(latents)]
+            codes += [compressor.frame(p) for p in compressor.code_latents(latents)]
             bits = compressor.latent_codec.information_bits(latents)
             if bits is not None:
                 info_bits.append(bits)

@@ -152,7 +152,8 @@ def _decode_batch_body(max_batch: int | None, max_body_bytes: int | None) -> dic
 
 _DECODE_ERRORS = {
     400: "empty body, malformed or invalid JSON body, or ?scale= over the limit (error bad_request)",
-    409: "the code was made by a model (or level) this receiver does not serve (error foreign_model)",
+    409: "the code was made by a model (or level) this receiver does not serve (error foreign_model), "
+    "or by a model its level served before it was retrained (error retired_model)",
     413: "the body is over the limit (error too_large)",
     415: "a content type other than application/octet-stream or application/json "
     "(error unsupported_media_type)",
@@ -166,7 +167,8 @@ _DECODE_BATCH_ERRORS = {
     400: "empty body, malformed or invalid JSON body, a batch without codes, or ?scale= over the limit "
     "(error bad_request)",
     409: "a code (or the container's header) names a model or level this receiver does not serve "
-    "(error foreign_model)",
+    "(error foreign_model), or was made by a model its level served before it was retrained "
+    "(error retired_model)",
     413: "the body, or the number of codes, is over the limit (error too_large)",
     415: f"a content type other than application/json or {bitstream.BATCH_MEDIA_TYPE} "
     "(error unsupported_media_type)",

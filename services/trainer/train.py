@@ -17,7 +17,7 @@ Two kinds of preset: ``seed`` / ``tiny`` minimize the reconstruction loss alone 
 latent to 8 bits afterwards; the vector-latent presets (``dense``, ``dense-32``, ``residual`` …)
 learn an entropy model jointly and minimize rate + λ·distortion (bits per image + λ · per-image
 sum of the loss over pixels). The entropy model is ``--prior factorized`` or ``--prior
-conditional`` (levels 1-3 of the shipped ladder): each latent value's Laplace mean and scale
+conditional`` (every level of the shipped ladder): each latent value's Laplace mean and scale
 predicted from the groups of values before it (latentwire.conditional), decoded in ``--groups``
 passes. ``--warmup`` steps of linear learning-rate warm-up keep a run from dying in its first
 epoch (docs/rd.md).
@@ -49,6 +49,7 @@ from torch import nn
 from tqdm import tqdm
 
 import latentwire
+from latentwire.bitstream import model_id_bytes
 from latentwire.checkpoint import load_decoder, load_encoder, save_checkpoint
 from latentwire.codec import Compressor, Decompressor, to_tensor
 from latentwire.conditional import MAX_WIDTH, ConditionalPrior
@@ -158,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--init-from", type=Path, help="start from this checkpoint's network weights (same preset)"
+    )
+    p.add_argument(
+        "--retires",
+        action="append",
+        default=[],
+        metavar="MODEL_ID",
+        help="the model this one replaces at its level (repeatable: every model the level served "
+        "before): receivers refuse its codes by name, and this model never makes a code that "
+        "passes its check (docs/bitstream.md)",
     )
     p.add_argument(
         "--noise-sigma",
@@ -422,7 +432,7 @@ def codec_metrics(out: Path, test_images: np.ndarray, *, sigma: float, seed: int
     info_bits: list[np.ndarray] = []  # per image, where the codec has an entropy model to measure with
     for start in range(0, len(inputs), 1000):
         latents = compressor.latents(inputs[start : start + 1000])
-        codes += [compressor.frame(p) for p in compressor.latent_codec.compress(latents)]
+        codes += [compressor.frame(p) for p in compressor.code_latents(latents)]
         bits = compressor.latent_codec.information_bits(latents)
         if bits is not None:
             info_bits.append(bits)
@@ -501,7 +511,8 @@ def export(
     training = {**meta.pop("training"), "lmbda": args.lmbda[index], "level": level}
     save_checkpoint(
         out, encoder=encoder, decoder=decoder, codec=codec.params.to_dict(), tables=codec.tables(),
-        level=level, denoise=args.noise_sigma > 0, training=training, **meta,
+        level=level, denoise=args.noise_sigma > 0, training=training,
+        retired_model_ids=args.retires, **meta,
     )  # fmt: skip
 
 
@@ -551,6 +562,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output_bias != "default" and args.init_from:
         log.error("error: --output-bias sets a starting point; --init-from brings its own")
         return 2
+    if args.retires and (not preset.vector_latent or len(args.lmbda) > 1):
+        log.error("error: --retires names the models of one entropy-coded level (one --lmbda)")
+        return 2
+    for retired in args.retires:
+        try:
+            model_id_bytes(retired)
+        except ValueError as exc:
+            log.error("error: --retires: %s", exc)
+            return 2
     if args.finetune_decoder < 0:
         log.error("error: --finetune-decoder must be 0 or more epochs")
         return 2

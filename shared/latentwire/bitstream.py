@@ -45,7 +45,14 @@ passes.) The reader checks, in this order: the version; at least 2 bytes; level 
 extended version: ``UnsupportedVersionError``); that
 the ladder serves that level (``ForeignModelError``); that L is at most the model's longest
 possible payload (a bound from its coding tables, before anything is hashed or decoded); the
-check; the arithmetic decoder.
+check, first under each model the level served before it was retrained (``RetiredModelError``,
+below), then under its model; the arithmetic decoder.
+
+Retired model ids (a level retrained within v7): the new model's checkpoint lists the models it
+replaces, and the check is tried under each of them first: an old code passes its own model's
+check, so every one is refused by name. A sender never emits a code that also passes a retired
+check (1 payload in 512 per retired model would: ``retired_check_clash``; ``codec.Compressor``
+codes a neighbouring latent instead), so such a code is always a retired model's.
 
 Formats v3, v4, v5 and v6 (v7's layout byte for byte, with version 3, 4, 5 or 6) are no longer
 read: the ladder that made them was retrained (v3: levels 1-3 and the denoiser, issue 10; v4:
@@ -90,10 +97,16 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from latentwire.errors import BadCodeError, ForeignModelError, TooLargeError, UnsupportedVersionError
+from latentwire.errors import (
+    BadCodeError,
+    ForeignModelError,
+    RetiredModelError,
+    TooLargeError,
+    UnsupportedVersionError,
+)
 
 __all__ = [
     "BATCH_MEDIA_TYPE",
@@ -117,6 +130,7 @@ __all__ = [
     "pack_ladder_batch",
     "pack_v1",
     "read_header",
+    "retired_check_clash",
     "unpack_batch",
     "unpack_ladder",
     "unpack_v1",
@@ -305,10 +319,15 @@ def pack_ladder(*, level: int, denoise: bool, model_id: str, payload: bytes) -> 
     return _frame_ladder(_ladder_header(level, denoise), model_id, payload)
 
 
-def unpack_ladder(code: bytes, *, model_id: str, max_payload: int | None = None) -> bytes:
+def unpack_ladder(
+    code: bytes, *, model_id: str, max_payload: int | None = None, retired_model_ids: Sequence[str] = ()
+) -> bytes:
     """The payload of a ladder code, once its length is within ``max_payload`` and its check matches.
 
-    The length is checked first, so an overlong code costs neither a hash nor a decode.
+    The length is checked first, so an overlong code costs neither a hash nor a decode. A code
+    whose check matches one of ``retired_model_ids`` (the models its level served before this
+    one) is refused as that model's (``RetiredModelError``), even where this model's check
+    matches too: this model's senders never emit such a code (``retired_check_clash``).
     """
     header = read_header(code)
     if header.version != LADDER_FORMAT:
@@ -319,13 +338,39 @@ def unpack_ladder(code: bytes, *, model_id: str, max_payload: int | None = None)
             f"the code's payload is {len(payload)} bytes, longer than any code of its model "
             f"(at most {max_payload}): padded or corrupted"
         )
-    if ladder_check(model_id, code[0], payload) != (code[0] & _CHECK_TOP_BIT) << 8 | code[1]:
+    check = (code[0] & _CHECK_TOP_BIT) << 8 | code[1]
+    for retired in retired_model_ids:
+        if ladder_check(retired, code[0], payload) == check:
+            raise _refuse_retired_model(retired, header)
+    if ladder_check(model_id, code[0], payload) != check:
         raise BadCodeError(
             "the code's check does not match: "
             "it was corrupted, or made by a model this receiver does not serve",
             hint="compare GET /v1/model of the sender and the receiver; resend the code unchanged",
         )
     return payload
+
+
+def retired_check_clash(
+    *, level: int, denoise: bool, payload: bytes, model_id: str, retired_model_ids: Sequence[str]
+) -> bool:
+    """Whether the ladder code of ``payload`` would also pass a retired model's check.
+
+    A receiver refuses such a code as the retired model's (``unpack_ladder``), so a sender must
+    code the latent differently (``codec.Compressor`` does): it happens to 1 payload in 512 per
+    retired model.
+    """
+    header = _ladder_header(level, denoise)
+    check = ladder_check(model_id, header, payload)
+    return any(ladder_check(retired, header, payload) == check for retired in retired_model_ids)
+
+
+def _refuse_retired_model(retired: str, header: CodeHeader) -> RetiredModelError:
+    kind = "denoising " if header.denoise else ""
+    return RetiredModelError(
+        f"the code was made by model {retired}, which {kind}quality level {header.level} served "
+        "before it was retrained; this receiver no longer decodes its codes"
+    )
 
 
 def pack_ladder_batch(*, level: int, denoise: bool, model_id: str, payloads: list[bytes]) -> bytes:
@@ -388,10 +433,18 @@ def _split(data: bytes, pos: int, *, max_codes: int) -> list[bytes]:
     return parts
 
 
-def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bool], str]) -> list[bytes]:
+def unpack_batch(
+    data: bytes,
+    *,
+    max_codes: int,
+    model_id_for: Callable[[int, bool], str],
+    retired_for: Callable[[int, bool], Sequence[str]] | None = None,
+) -> list[bytes]:
     """Split a batch container (v1 or v7) into standalone codes; refuse more than ``max_codes``.
 
-    ``model_id_for(level, denoise)`` names the model whose id keys a v7 container's tag.
+    ``model_id_for(level, denoise)`` names the model whose id keys a v7 container's tag, and
+    ``retired_for(level, denoise)`` the models that level served before: a container whose tag
+    one of them keys is refused as that model's (``RetiredModelError``).
     """
     if data.startswith(_BATCH_MAGIC):
         return _split(data, len(_BATCH_MAGIC), max_codes=max_codes)
@@ -432,7 +485,11 @@ def unpack_batch(data: bytes, *, max_codes: int, model_id_for: Callable[[int, bo
         )
     header = read_header(data[2:4])
     model_id = model_id_for(header.level, header.denoise)
-    if _batch_tag(model_id, data[:3], data[_BATCH_HEADER:]) != data[3:_BATCH_HEADER]:
+    tag = data[3:_BATCH_HEADER]
+    for retired in retired_for(header.level, header.denoise) if retired_for else ():
+        if _batch_tag(retired, data[:3], data[_BATCH_HEADER:]) == tag:
+            raise _refuse_retired_model(retired, header)
+    if _batch_tag(model_id, data[:3], data[_BATCH_HEADER:]) != tag:
         raise BadCodeError(
             "the batch container's check does not match: "
             "corrupted, or made by a model this receiver does not serve"

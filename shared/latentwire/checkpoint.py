@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
@@ -72,6 +73,9 @@ class CheckpointMeta:
     command: str = ""
     level: int = 0  # quality level 1..7 of an entropy-coded model (0: none, a v1 model)
     denoise: bool = False  # trained to remove noise: noisy input → clean output
+    # ladder format: the model ids this level served before it was retrained, whose codes the
+    # receiver refuses by name (bitstream.unpack_ladder); empty for a level never retrained
+    retired_model_ids: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -82,7 +86,12 @@ class CheckpointMeta:
         if not isinstance(raw, dict):
             raise ValueError("metadata is not a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING} - set(raw)
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = required - set(raw)
         if missing:
             raise ValueError(f"metadata lacks {sorted(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in names})
@@ -145,11 +154,14 @@ def save_checkpoint(
     metrics: dict[str, float] | None = None,
     versions: dict[str, str] | None = None,
     command: str = "",
+    retired_model_ids: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     """Write ``encoder.safetensors`` and ``decoder.safetensors`` into ``directory``; return their paths.
 
     ``codec`` and ``tables`` are a latent codec's ``params.to_dict()`` and ``tables()``; the tables
     (integer coding tables) go into both halves: each side codes with the same integers.
+    ``retired_model_ids`` are the models ``level`` served before this one (both halves: the
+    receiver refuses their codes by name, the sender never makes a code that passes their check).
     """
     directory.mkdir(parents=True, exist_ok=True)
     # Tensor names carry their half ("encoder.net.0.weight"), so the two files share no weights.
@@ -173,6 +185,7 @@ def save_checkpoint(
         "command": command,
         "level": level,
         "denoise": denoise,
+        "retired_model_ids": list(retired_model_ids),
     }
     enc_path, dec_path = directory / ENCODER_FILE, directory / DECODER_FILE
     _write_atomic(enc_state, CheckpointMeta(half="encoder", **common), enc_path)

@@ -120,10 +120,24 @@ class ModelHalf:
         self._framing = framing
         if self.latent_codec.needs_level and not 1 <= meta.level <= bitstream.MAX_LEVEL:
             raise BadCheckpointError(f"an entropy-coded checkpoint needs a level 1…{bitstream.MAX_LEVEL}")
+        if meta.retired_model_ids and self.format_version != bitstream.LADDER_FORMAT:
+            raise BadCheckpointError("only a ladder-format checkpoint can retire the models of its level")
+        for retired in meta.retired_model_ids:
+            try:
+                bitstream.model_id_bytes(retired)
+            except ValueError as exc:
+                raise BadCheckpointError(f"retired model ids: {exc}") from None
+        if meta.model_id in meta.retired_model_ids:
+            raise BadCheckpointError(f"model {meta.model_id} lists itself among the models it retired")
 
     @property
     def model_id(self) -> str:
         return self.meta.model_id
+
+    @property
+    def retired_model_ids(self) -> tuple[str, ...]:
+        """The models this one's level served before it (ladder format), whose codes are refused."""
+        return tuple(self.meta.retired_model_ids)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -175,7 +189,10 @@ _FRAMINGS = {
     bitstream.LADDER_FORMAT: _Framing(
         frame=_frame_ladder,
         unframe=lambda model, code: bitstream.unpack_ladder(
-            code, model_id=model.model_id, max_payload=model.max_payload
+            code,
+            model_id=model.model_id,
+            max_payload=model.max_payload,
+            retired_model_ids=model.retired_model_ids,
         ),
         # the ladder format's container shares one header between the codes
         pack_batch=lambda model, payloads: bitstream.pack_ladder_batch(
@@ -209,7 +226,40 @@ class Compressor(ModelHalf):
 
     def payloads(self, images: np.ndarray) -> list[bytes]:
         """The coded latents without framing (what a batch container stores per code)."""
-        return self.latent_codec.compress(self.latents(images))
+        return self.code_latents(self.latents(images))
+
+    def code_latents(self, latents: torch.Tensor) -> list[bytes]:
+        """Latents from ``latents`` → their payloads (``payloads`` without the encoder)."""
+        payloads = self.latent_codec.compress(latents)
+        if self.retired_model_ids:
+            payloads = [self._unretired(p, z) for p, z in zip(payloads, latents.numpy(), strict=True)]
+        return payloads
+
+    def _clashes(self, payload: bytes) -> bool:
+        return bitstream.retired_check_clash(
+            level=self.level,
+            denoise=self.denoise,
+            payload=payload,
+            model_id=self.model_id,
+            retired_model_ids=self.retired_model_ids,
+        )
+
+    def _unretired(self, payload: bytes, latent: np.ndarray) -> bytes:
+        """``payload``, or where its code would pass a retired model's check too (1 in 512 per
+        retired model) the code of the nearest latent that does not: one value rounded the other
+        way, the value nearest its rounding boundary first. The receiver refuses a code that passes
+        a retired check as that model's (``bitstream.unpack_ladder``)."""
+        if not self._clashes(payload):
+            return payload
+        flat = latent.reshape(-1).astype(np.float64)
+        offsets = flat - np.rint(flat)
+        for index in np.argsort(-np.abs(offsets), kind="stable").tolist():
+            nudged = flat.copy()
+            nudged[index] = np.rint(flat[index]) + (1.0 if offsets[index] >= 0 else -1.0)
+            (candidate,) = self.latent_codec.compress(nudged.reshape(1, *latent.shape).astype(np.float32))
+            if not self._clashes(candidate):
+                return candidate
+        raise BadCheckpointError("every nearby code of this latent passes a retired model's check")
 
     @property
     def framing_bytes(self) -> int:

@@ -8,6 +8,7 @@
     ├── BadCodeError                 a code that is truncated, corrupted or otherwise malformed
     │   └── UnsupportedVersionError  a code of a format version this build cannot read
     ├── ForeignModelError            a well-formed code made by another model
+    │   └── RetiredModelError        … by a model its level served before it was retrained
     ├── BadCheckpointError           a checkpoint file that is missing, corrupt or of the wrong half
     └── DataUnavailableError         MNIST could not be found, fetched or verified
 
@@ -26,6 +27,7 @@ __all__ = [
     "DataUnavailableError",
     "ForeignModelError",
     "LatentwireError",
+    "RetiredModelError",
     "TooLargeError",
     "UnsupportedMediaError",
     "UnsupportedVersionError",
@@ -76,12 +78,17 @@ class BadCodeError(LatentwireError):
 
 class UnsupportedVersionError(BadCodeError):
     code = "unsupported_version"
-    default_hint = "this receiver reads code format versions 1 and 6"
+    default_hint = "this receiver reads code format versions 1 and 7"
 
 
 class ForeignModelError(LatentwireError):
     code = "foreign_model"
     default_hint = "decode the code with the receiver whose model made it (see GET /v1/model)"
+
+
+class RetiredModelError(ForeignModelError):
+    code = "retired_model"
+    default_hint = "re-encode the digit with a current sender; GET /v1/model names the models served"
 
 
 class BadCheckpointError(LatentwireError):

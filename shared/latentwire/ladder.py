@@ -163,17 +163,24 @@ class DecoderLadder(Ladder[Decompressor]):
             raise ForeignModelError(
                 f"the code names {kind}quality level {header.level}, which this receiver lacks"
             )
-        return model, bitstream.unpack_ladder(code, model_id=model.model_id, max_payload=model.max_payload)
+        payload = bitstream.unpack_ladder(
+            code,
+            model_id=model.model_id,
+            max_payload=model.max_payload,
+            retired_model_ids=model.retired_model_ids,
+        )
+        return model, payload
 
     def route(self, code: bytes) -> Decompressor:
         """The model a code names (ladder format: by level byte; v1: by the model id it carries)."""
         return self.open(code)[0]
 
-    def model_id_for(self, level: int, denoise: bool) -> str:
+    def model_for(self, level: int, denoise: bool) -> Decompressor:
+        """The ladder-format model of a batch container's level."""
         model = self.by_level.get((level, denoise))
         if model is None:
             raise ForeignModelError(f"the batch names quality level {level}, which this receiver lacks")
-        return model.model_id
+        return model
 
     def decompress(self, codes: Sequence[bytes]) -> tuple[np.ndarray, list[Decompressor]]:
         """N codes (of any models here) → uint8 (N, 28, 28) and the model of each.
@@ -206,7 +213,12 @@ class DecoderLadder(Ladder[Decompressor]):
         return results
 
     def unpack_batch(self, data: bytes, *, max_codes: int) -> list[bytes]:
-        return bitstream.unpack_batch(data, max_codes=max_codes, model_id_for=self.model_id_for)
+        return bitstream.unpack_batch(
+            data,
+            max_codes=max_codes,
+            model_id_for=lambda level, denoise: self.model_for(level, denoise).model_id,
+            retired_for=lambda level, denoise: self.model_for(level, denoise).retired_model_ids,
+        )
 
 
 def _latents_each(opened: Sequence[tuple[Decompressor, bytes]]) -> list[np.ndarray | BadCodeError]:

@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from latentwire import bitstream
-from latentwire.errors import BadCodeError, ForeignModelError, TooLargeError, UnsupportedVersionError
+from latentwire.errors import (
+    BadCodeError,
+    ForeignModelError,
+    RetiredModelError,
+    TooLargeError,
+    UnsupportedVersionError,
+)
 
 MODEL = "0123456789abcdef"
 OTHER = "fedcba9876543210"
@@ -366,3 +372,40 @@ def test_v2_batch_containers_are_refused() -> None:
         bitstream.unpack_batch(container, max_codes=5, model_id_for=_ids)
     with pytest.raises(BadCodeError, match="truncated"):  # a bare b"LB\x02" is a truncated header first
         bitstream.unpack_batch(b"LB\x02", max_codes=5, model_id_for=_ids)
+
+
+def test_a_retired_models_codes_and_containers_are_refused_by_name() -> None:
+    rng = random.Random(5)
+    payloads = [rng.randbytes(rng.randrange(0, 12)) for _ in range(3000)]
+    for payload in payloads:  # every one: a retired model's code never passes as today's
+        code = bitstream.pack_ladder(level=3, denoise=True, model_id=OTHER, payload=payload)
+        with pytest.raises(RetiredModelError, match=f"model {OTHER}, which denoising quality level 3"):
+            bitstream.unpack_ladder(code, model_id=MODEL, retired_model_ids=[OTHER])
+    container = bitstream.pack_ladder_batch(level=3, denoise=True, model_id=OTHER, payloads=payloads[:5])
+    with pytest.raises(RetiredModelError, match=f"model {OTHER}"):
+        bitstream.unpack_batch(
+            container, max_codes=5, model_id_for=lambda level, denoise: MODEL, retired_for=lambda *_: [OTHER]
+        )
+    today = bitstream.pack_ladder_batch(level=3, denoise=True, model_id=MODEL, payloads=payloads[:5])
+    codes = bitstream.unpack_batch(
+        today, max_codes=5, model_id_for=lambda level, denoise: MODEL, retired_for=lambda *_: [OTHER]
+    )
+    assert [c[2:] for c in codes] == payloads[:5]
+
+
+def test_a_code_that_passes_both_checks_is_the_retired_models() -> None:
+    rng = random.Random(6)
+    both = []
+    for _ in range(4000):
+        payload = rng.randbytes(6)
+        clash = bitstream.retired_check_clash(
+            level=2, denoise=False, payload=payload, model_id=MODEL, retired_model_ids=[OTHER]
+        )
+        code = bitstream.pack_ladder(level=2, denoise=False, model_id=MODEL, payload=payload)
+        if clash:
+            both.append(payload)
+            with pytest.raises(RetiredModelError):
+                bitstream.unpack_ladder(code, model_id=MODEL, retired_model_ids=[OTHER])
+        else:
+            assert bitstream.unpack_ladder(code, model_id=MODEL, retired_model_ids=[OTHER]) == payload
+    assert 2 <= len(both) <= 20  # 1 in 512 of 4,000: about 8

@@ -14,7 +14,13 @@ import torch
 
 from latentwire import bitstream
 from latentwire.codec import Compressor, Decompressor
-from latentwire.errors import BadCheckpointError, BadCodeError, BadImageError, ForeignModelError
+from latentwire.errors import (
+    BadCheckpointError,
+    BadCodeError,
+    BadImageError,
+    ForeignModelError,
+    RetiredModelError,
+)
 from latentwire.latent_codecs import FactorizedCodec, max_payload_bytes
 from latentwire.preprocess import png_bytes
 
@@ -118,6 +124,83 @@ def test_v2_foreign_model_is_refused(tmp_path: Path, checkpoint_factory: Callabl
     codes = Compressor.from_checkpoint(theirs).compress(IMAGES)
     with pytest.raises(BadCodeError, match="made by a model this receiver does not serve"):
         Decompressor.from_checkpoint(mine).decompress(codes[:1])
+
+
+def _latents(count: int, seed: int) -> torch.Tensor:
+    """Varied latents for dense-tiny (an untrained encoder maps every digit to about the same)."""
+    return torch.from_numpy(np.random.default_rng(seed).normal(0, 4, (count, 8)).astype(np.float32))
+
+
+def test_a_retrained_level_refuses_its_predecessors_codes_by_name(
+    tmp_path: Path, checkpoint_factory: Callable[..., Path]
+) -> None:
+    old = Compressor.from_checkpoint(
+        checkpoint_factory(tmp_path / "old", preset="dense-tiny", level=2, seed=1)
+    )
+    new = checkpoint_factory(
+        tmp_path / "new", preset="dense-tiny", level=2, seed=2, retired_model_ids=[old.model_id]
+    )
+    receiver = Decompressor.from_checkpoint(new)
+    old_codes = [old.frame(p) for p in old.code_latents(_latents(2000, 0))]
+    assert len(set(old_codes)) > 1900
+    # every one of them, not 511 in 512: a predecessor's code never decodes into a wrong digit
+    for code in old_codes:
+        with pytest.raises(RetiredModelError, match=f"model {old.model_id}, which quality level 2 served"):
+            receiver.payload(code)
+    sender = Compressor.from_checkpoint(new)
+    new_codes = [sender.frame(p) for p in sender.code_latents(_latents(2000, 0))]
+    assert all(receiver.payload(code) == code[2:] for code in new_codes)
+
+
+def test_the_sender_never_makes_a_code_that_passes_a_retired_check(
+    tmp_path: Path, checkpoint_factory: Callable[..., Path]
+) -> None:
+    retired = ["00000000000000a1", "00000000000000b2"]
+    root = checkpoint_factory(
+        tmp_path / "q2", preset="dense-tiny", level=2, seed=3, retired_model_ids=retired
+    )
+    compressor, decompressor = Compressor.from_checkpoint(root), Decompressor.from_checkpoint(root)
+    latents = _latents(3000, 1)
+    plain = compressor.latent_codec.compress(latents)  # what the codec alone would send
+
+    def clashes(payload: bytes) -> bool:
+        return bitstream.retired_check_clash(
+            level=2, denoise=False, payload=payload, model_id=compressor.model_id, retired_model_ids=retired
+        )
+
+    clashing = [i for i, p in enumerate(plain) if clashes(p)]
+    assert len(clashing) >= 3  # 2 in 512 of 3,000: about 12
+    payloads = compressor.code_latents(latents)
+    assert not any(clashes(p) for p in payloads)
+    assert [i for i, (a, b) in enumerate(zip(plain, payloads, strict=True)) if a != b] == clashing
+    with pytest.raises(RetiredModelError):
+        decompressor.payload(compressor.frame(plain[clashing[0]]))
+    # the replacement is the code of a neighbouring latent: one value rounded the other way
+    for i in clashing:
+        original = decompressor.latent_values(plain[i])
+        nudged = decompressor.latent_values(payloads[i])
+        assert np.abs(nudged - original).sum() == 1
+        assert decompressor.payload(compressor.frame(payloads[i])) == payloads[i]
+
+
+def test_retired_model_ids_are_checked_at_load(
+    tmp_path: Path, checkpoint_factory: Callable[..., Path]
+) -> None:
+    from latentwire.checkpoint import load_decoder, save_checkpoint
+
+    bad = checkpoint_factory(tmp_path / "bad", preset="dense-tiny", retired_model_ids=["not-an-id"])
+    with pytest.raises(BadCheckpointError, match="retired model ids: a model id is 16 lower-case hex"):
+        Decompressor.from_checkpoint(bad)
+    v1 = load_decoder(checkpoint_factory(tmp_path / "v1", preset="tiny"))
+    save_checkpoint(
+        tmp_path / "v1-retiring",
+        encoder=Compressor.from_checkpoint(tmp_path / "v1").encoder,
+        decoder=v1.module,
+        codec=v1.meta.codec,
+        retired_model_ids=["00000000000000a1"],
+    )
+    with pytest.raises(BadCheckpointError, match="only a ladder-format checkpoint"):
+        Decompressor.from_checkpoint(tmp_path / "v1-retiring")
 
 
 def test_unknown_codec_kind_is_refused(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:

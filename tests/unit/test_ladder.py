@@ -14,6 +14,7 @@ from latentwire.errors import (
     BadCodeError,
     BadRequestError,
     ForeignModelError,
+    RetiredModelError,
     UnsupportedVersionError,
 )
 from latentwire.ladder import DecoderLadder, EncoderLadder, checkpoint_files
@@ -134,6 +135,23 @@ def test_foreign_ladder_same_level_is_refused(
     code = theirs.select(quality=2).compress(IMAGES[:1])[0]
     with pytest.raises(BadCodeError, match="made by a model this receiver does not serve"):
         DecoderLadder.load(ladder_dir).decompress([code])
+
+
+def test_a_retrained_levels_old_codes_and_containers_are_refused_by_name(
+    ladder_dir: Path, checkpoint_factory: Callable[..., Path]
+) -> None:
+    before = EncoderLadder.load(ladder_dir).select(quality=2)
+    checkpoint_factory(
+        ladder_dir / "q2", preset="dense-tiny", level=2, seed=21, retired_model_ids=[before.model_id]
+    )
+    sender, receiver = EncoderLadder.load(ladder_dir), DecoderLadder.load(ladder_dir)
+    assert receiver.by_level[2, False].retired_model_ids == (before.model_id,)
+    with pytest.raises(RetiredModelError, match=f"code 1: the code was made by model {before.model_id}"):
+        receiver.decompress(sender.select(quality=1).compress(IMAGES[:1]) + before.compress(IMAGES[:1]))
+    with pytest.raises(RetiredModelError, match=before.model_id):
+        receiver.unpack_batch(before.compress_batch(IMAGES), max_codes=10)
+    today = receiver.unpack_batch(sender.select(quality=2).compress_batch(IMAGES), max_codes=10)
+    assert receiver.decompress(today)[0].shape == (4, 28, 28)
 
 
 def test_corrupted_v1_model_id_is_a_bad_code_not_a_foreign_model(ladder_dir: Path) -> None:

@@ -259,3 +259,19 @@ def test_shift_is_recorded_and_checked(tmp_path: Path) -> None:
     assert metrics[0] != metrics[1]  # other training images, another model
     for bad in ("-1", "8"):
         assert train.main([*args, "--shift", bad, "--out", str(tmp_path / "x")]) == 2
+
+
+def test_retires_is_recorded_in_both_halves_and_checked(tmp_path: Path, mnist_test: MnistSplit) -> None:
+    args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "20", "--level", "2", *SMALL]
+    out = tmp_path / "q2"
+    assert train.main([*args, "--retires", "00000000000000a1", "--out", str(out)]) == 0
+    for half in ("encoder", "decoder"):
+        assert read_meta(out / f"{half}.safetensors", half).retired_model_ids == ["00000000000000a1"]
+    sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
+    assert receiver.decompress(sender.default.compress(mnist_test.images[:5]))[0].shape == (5, 28, 28)
+    assert train.main([*args, "--retires", "not-an-id", "--out", str(tmp_path / "x")]) == 2
+    assert train.main([*args[:-len(SMALL)], "--lmbda", "5,20", "--retires", "00000000000000a1",
+                       "--out", str(tmp_path / "y")]) == 2  # fmt: skip
+    assert (
+        train.main(["--preset", "tiny", "--retires", "00000000000000a1", "--out", str(tmp_path / "z")]) == 2
+    )
