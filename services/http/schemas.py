@@ -27,7 +27,9 @@ BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 class ErrorBody(BaseModel):
     """Every 4xx answer has this shape."""
 
-    error: str = Field(description="machine-readable error code, e.g. bad_code, foreign_model, too_large")
+    error: str = Field(
+        description="machine-readable error code, e.g. bad_code, foreign_model, retired_model, too_large"
+    )
     detail: str = Field(description="what was wrong")
     hint: str = Field(description="what is accepted instead")
 
@@ -38,6 +40,9 @@ class LevelInfo(BaseModel):
     quality: int = Field(description="the quality level (?quality=); 0 is the tutorial's v1 model")
     denoise: bool = Field(description="trained to remove noise from its input (?denoise=true)")
     model_id: str
+    retired_model_ids: list[str] = Field(
+        description="models this level served before it was retrained, their codes: 409 retired_model"
+    )
     preset: str
     latent_shape: list[int]
     code_format_version: int
@@ -109,6 +114,7 @@ def model_info(ladder: Ladder[Any], *, half: str, default_quality: int | None) -
             quality=m.level,
             denoise=m.denoise,
             model_id=m.model_id,
+            retired_model_ids=list(m.retired_model_ids),
             preset=str(m.meta.preset.get("name", "")),
             latent_shape=list(m.latent_shape),
             code_format_version=m.format_version,

@@ -10,7 +10,7 @@ import base64
 import io
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -390,6 +390,30 @@ async def test_decode_foreign_model(receiver_app: FastAPI, other_checkpoint: Pat
     for kwargs in ({"content": code, "headers": OCTET}, {"json": {"code": b64url(code)}}):
         body = assert_error(await post(receiver_app, "/decode", **kwargs), 409, "foreign_model")
         assert other.model_id in body["detail"]
+
+
+async def test_decode_a_retired_models_code(tmp_path: Path, checkpoint_factory: Callable[..., Path]) -> None:
+    old = Compressor.from_checkpoint(
+        checkpoint_factory(tmp_path / "old", preset="dense-tiny", level=2, seed=1)
+    )
+    new = checkpoint_factory(
+        tmp_path / "new", preset="dense-tiny", level=2, seed=2, retired_model_ids=[old.model_id]
+    )
+    app = create_receiver(
+        ReceiverSettings(max_body_bytes=1 << 20, max_batch=16, max_scale=4), ladder=DecoderLadder.load(new)
+    )
+    (code,) = old.compress(np.zeros((28, 28), np.uint8))
+    for kwargs in ({"content": code, "headers": OCTET}, {"json": {"code": b64url(code)}}):
+        body = assert_error(await post(app, "/decode", **kwargs), 409, "retired_model")
+        assert f"made by model {old.model_id}, which quality level 2 served" in body["detail"]
+        assert "re-encode" in body["hint"]
+    container = old.compress_batch(np.zeros((3, 28, 28), np.uint8))
+    batch = await post(
+        app, "/decode/batch", content=container, headers={"Content-Type": bitstream.BATCH_MEDIA_TYPE}
+    )
+    assert old.model_id in assert_error(batch, 409, "retired_model")["detail"]
+    info = (await get(app, "/v1/model")).json()
+    assert info["levels"][0]["retired_model_ids"] == [old.model_id]
 
 
 @pytest.mark.parametrize("text", ["!!!not base64!!!", "a", "", "   ", "a" * 5, "ab$d"])
