@@ -41,7 +41,7 @@ class LevelInfo(BaseModel):
     denoise: bool = Field(description="trained to remove noise from its input (?denoise=true)")
     model_id: str
     retired_model_ids: list[str] = Field(
-        description="models this level served before it was retrained, their codes: 409 retired_model"
+        description="the models this level served before it was retrained (their codes: 409 retired_model)"
     )
     preset: str
     latent_shape: list[int]
