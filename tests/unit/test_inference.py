@@ -28,7 +28,7 @@ from torch import nn
 
 from latentwire import bitstream
 from latentwire.data import MnistSplit
-from latentwire.errors import UnsupportedVersionError
+from latentwire.errors import RetiredModelError, UnsupportedVersionError
 from latentwire.inference import BLOCK, InvariantRunner
 from latentwire.ladder import DecoderLadder, EncoderLadder
 
@@ -38,11 +38,15 @@ GOLDEN_V4 = Path(__file__).with_name("golden_codes_v4.json")
 GOLDEN_V5 = Path(__file__).with_name("golden_codes_v5.json")
 GOLDEN_V6 = Path(__file__).with_name("golden_codes_v6.json")
 GOLDEN_V7 = Path(__file__).with_name("golden_codes_v7.json")
+# Level 2 as retrained in issue 10's fifth round (format v7 still): its codes, and the model it retired,
+# whose codes in golden_codes_v7.json are refused by name.
+GOLDEN_V7_Q2 = Path(__file__).with_name("golden_codes_v7_q2.json")
+RETIRED_Q2 = "4c32fce8ca165702"
 # The code of the latent (k·7 mod 5) − 2, k = 0 … 31, at each level of the ladder of issue 10's
-# fourth round (format v7).
+# fourth round (format v7; level 2 as retrained in its fifth).
 GOLDEN_FIXED_LATENT_CODES = {
     "q1": "e32a41f3c2a63b23c68509bf85212133adb13761e1b04ae1272f38defc79fad67767fc762e7a0d42732498",
-    "q2": "e4725746bc7e23a5d3041308fd7eaa46c9cca8ec08af57",
+    "q2": "e4f550b13d1d4b69aa5d9d1736454f22f901a35c8cd3",
     "q3": "e64e612929858db7691bb1078121500bdf8894f65167",
     "q4": "e81c75242cc98b03f449907156d5e495025abcb683",
     "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
@@ -180,11 +184,13 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
     """The shipped ladder's codes of fixed digits, and the digits they decode to, do not move.
 
     v0.1's v1 codes are the same bytes today; the v7 codes are those the ladder made when it
-    landed (golden_codes_v7.json), decoded to the same pixels (±1 grey level: float32 networks
+    landed (golden_codes_v7.json; level 2's since it was retrained: golden_codes_v7_q2.json),
+    decoded to the same pixels (±1 grey level: float32 networks
     may differ in the last bits on another machine).
     """
     v1 = [e for e in json.loads(GOLDEN.read_text())["codes"] if bytes.fromhex(e["code"])[0] >> 5 == 1]
-    ladder = json.loads(GOLDEN_V7.read_text())["codes"]
+    retrained = json.loads(GOLDEN_V7_Q2.read_text())["codes"]
+    ladder = [e for e in json.loads(GOLDEN_V7.read_text())["codes"] if e["quality"] != 2] + retrained
     assert len(v1) == 2 and {(e["quality"], e["denoise"]) for e in ladder} == {
         (m.level, m.denoise) for m in ladders[1].levels() if m.format_version == bitstream.LADDER_FORMAT
     }
@@ -201,6 +207,25 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
         assert (code[0] & 1) << 8 | code[1] == check9(model.model_id, code[0], code[2:]), where
         before = decoded_png(entry["decoded_png"])
         assert np.abs(image.astype(int) - before.astype(int)).max() <= 1, where
+
+
+def test_codes_of_a_retired_level_2_model_are_refused_by_name(
+    ladders: tuple[EncoderLadder, DecoderLadder],
+) -> None:
+    """Real v7 codes of level 2's model before it was retrained: every one refused, naming it."""
+    entries = [e for e in json.loads(GOLDEN_V7.read_text())["codes"] if e["quality"] == 2]
+    codes = [bytes.fromhex(e["code"]) for e in entries]
+    assert len(codes) == 8 and ladders[1].by_level[2, False].retired_model_ids == (RETIRED_Q2,)
+    for code in codes:
+        assert (code[0] & 1) << 8 | code[1] == check9(RETIRED_Q2, code[0], code[2:])  # they were its codes
+        with pytest.raises(
+            RetiredModelError, match=f"made by model {RETIRED_Q2}, which quality level 2"
+        ) as caught:
+            ladders[1].decompress([code])
+        assert caught.value.code == "retired_model" and "re-encode" in caught.value.hint
+    assert {e["model_id"] for e in json.loads(GOLDEN_V7_Q2.read_text())["codes"]} == {
+        ladders[1].by_level[2, False].model_id
+    }
 
 
 @pytest.mark.parametrize(
