@@ -163,13 +163,7 @@ class DecoderLadder(Ladder[Decompressor]):
             raise ForeignModelError(
                 f"the code names {kind}quality level {header.level}, which this receiver lacks"
             )
-        payload = bitstream.unpack_ladder(
-            code,
-            model_id=model.model_id,
-            max_payload=model.max_payload,
-            retired_model_ids=model.retired_model_ids,
-        )
-        return model, payload
+        return model, model.payload(code)  # the ladder framing's checks, retired models included
 
     def route(self, code: bytes) -> Decompressor:
         """The model a code names (ladder format: by level byte; v1: by the model id it carries)."""
