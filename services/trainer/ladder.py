@@ -6,9 +6,10 @@
 
 Each rung is one ``latentwire-train`` run with the options below (the same seed each time), so a
 rung can also be retrained alone with the command recorded in its checkpoint metadata. On this
-project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 3 hours 20
-minutes, measured per rung with one other training run beside it (upper bounds): q1 21 min, q2
-93 min, q3 24 min, q4 23 min, q5 24 min, the denoiser 4.7 min, the seed network 6-10 min. With
+project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 3 hours 15
+minutes, measured per rung with one other training run beside it (upper bounds), except q2, which
+ran alone on both cores (--threads 2): q1 21 min, q2 89 min, q3 24 min, q4 23 min, q5 24 min, the
+denoiser 4.7 min, the seed network 6-10 min. With
 ``--device cuda`` the same commands run on a GPU (not measured here: no GPU was lent).
 """
 
@@ -48,15 +49,16 @@ RUNGS: tuple[Rung, ...] = (
         f"{_COMMON} --prior-hidden 512 --preset dense-32 --lmbda 3.3 --level 1 --epochs 35 --lr 2e-3 "
         "--quantization noise --finetune-decoder 2",
     ),
-    # Level 2 (issue #10, third to fifth rounds): the same with each training digit moved by up
-    # to a pixel each way (noise alone still overfit: 0.70 dB train/test, this 0.14 dB), at λ 14
-    # for 140 epochs: ~0.12 dB above the 90-epoch runs at equal size. It replaced the fourth
-    # round's model of level 2 (--retires: receivers refuse that model's codes by name).
+    # Level 2 (issue #10, third to sixth rounds): the same with each training digit moved by up
+    # to a pixel each way (noise alone still overfit: 0.70 dB train/test, this 0.14 dB), at λ 13.2
+    # for 240 epochs (every 50 more epochs has bought ~0.1 dB here). It replaced the fourth and
+    # fifth rounds' models of level 2 (--retires: receivers refuse those models' codes by name).
     Rung(
         "q2",
         "q2",
-        f"{_COMMON} --prior-hidden 512 --preset dense-32 --lmbda 14 --level 2 --epochs 140 --lr 2e-3 "
-        "--quantization noise --finetune-decoder 2 --shift 1 --retires 4c32fce8ca165702",
+        f"{_COMMON} --prior-hidden 512 --preset dense-32 --lmbda 13.2 --level 2 --epochs 240 --lr 2e-3 "
+        "--quantization noise --finetune-decoder 2 --shift 1 "
+        "--retires dadfd1e87452b8ff --retires 4c32fce8ca165702",
     ),
     # Levels 3-5 (issue #10, fourth round): level 1's recipe with level 2's shifted digits, at
     # λ 30, 55 and 120, 40 epochs each. Levels 4-5 were the network shared by five levels before

@@ -38,15 +38,21 @@ GOLDEN_V4 = Path(__file__).with_name("golden_codes_v4.json")
 GOLDEN_V5 = Path(__file__).with_name("golden_codes_v5.json")
 GOLDEN_V6 = Path(__file__).with_name("golden_codes_v6.json")
 GOLDEN_V7 = Path(__file__).with_name("golden_codes_v7.json")
-# Level 2 as retrained in issue 10's fifth round (format v7 still): its codes, and the model it retired,
-# whose codes in golden_codes_v7.json are refused by name.
-GOLDEN_V7_Q2 = Path(__file__).with_name("golden_codes_v7_q2.json")
-RETIRED_Q2 = "4c32fce8ca165702"
+# Level 2 was retrained within format v7 (issue 10's fifth and sixth rounds): the golden codes of each
+# of its models, oldest first, and the model that made them. The last is served; every model before
+# it is retired, its codes refused by name.
+LEVEL_2_MODELS = (
+    (GOLDEN_V7, "4c32fce8ca165702"),
+    (Path(__file__).with_name("golden_codes_v7_q2.json"), "dadfd1e87452b8ff"),
+    (Path(__file__).with_name("golden_codes_v7_q2_round6.json"), "044e45d65f51a609"),
+)
+GOLDEN_V7_Q2, _ = LEVEL_2_MODELS[-1]
+RETIRED_Q2 = LEVEL_2_MODELS[:-1]
 # The code of the latent (k·7 mod 5) − 2, k = 0 … 31, at each level of the ladder of issue 10's
-# fourth round (format v7; level 2 as retrained in its fifth).
+# fourth round (format v7; level 2 as retrained in its sixth).
 GOLDEN_FIXED_LATENT_CODES = {
     "q1": "e32a41f3c2a63b23c68509bf85212133adb13761e1b04ae1272f38defc79fad67767fc762e7a0d42732498",
-    "q2": "e4f550b13d1d4b69aa5d9d1736454f22f901a35c8cd3",
+    "q2": "e5c759f3a48218391b20720006f2a6107d853cea",
     "q3": "e64e612929858db7691bb1078121500bdf8894f65167",
     "q4": "e81c75242cc98b03f449907156d5e495025abcb683",
     "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
@@ -184,7 +190,7 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
     """The shipped ladder's codes of fixed digits, and the digits they decode to, do not move.
 
     v0.1's v1 codes are the same bytes today; the v7 codes are those the ladder made when it
-    landed (golden_codes_v7.json; level 2's since it was retrained: golden_codes_v7_q2.json),
+    landed (golden_codes_v7.json; level 2's since it was last retrained: LEVEL_2_MODELS),
     decoded to the same pixels (±1 grey level: float32 networks
     may differ in the last bits on another machine).
     """
@@ -209,23 +215,31 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
         assert np.abs(image.astype(int) - before.astype(int)).max() <= 1, where
 
 
+@pytest.mark.parametrize(("golden", "retired"), RETIRED_Q2, ids=[model for _, model in RETIRED_Q2])
 def test_codes_of_a_retired_level_2_model_are_refused_by_name(
-    ladders: tuple[EncoderLadder, DecoderLadder],
+    ladders: tuple[EncoderLadder, DecoderLadder], golden: Path, retired: str
 ) -> None:
-    """Real v7 codes of level 2's model before it was retrained: every one refused, naming it."""
-    entries = [e for e in json.loads(GOLDEN_V7.read_text())["codes"] if e["quality"] == 2]
+    """Real v7 codes of level 2's models before it was retrained: every one refused, naming its model."""
+    entries = [e for e in json.loads(golden.read_text())["codes"] if e["quality"] == 2]
     codes = [bytes.fromhex(e["code"]) for e in entries]
-    assert len(codes) == 8 and ladders[1].by_level[2, False].retired_model_ids == (RETIRED_Q2,)
+    assert len(codes) == 8 and set(ladders[1].by_level[2, False].retired_model_ids) == {
+        model for _, model in RETIRED_Q2
+    }
     for code in codes:
-        assert (code[0] & 1) << 8 | code[1] == check9(RETIRED_Q2, code[0], code[2:])  # they were its codes
+        assert (code[0] & 1) << 8 | code[1] == check9(retired, code[0], code[2:])  # they were its codes
         with pytest.raises(
-            RetiredModelError, match=f"made by model {RETIRED_Q2}, which quality level 2"
+            RetiredModelError, match=f"made by model {retired}, which quality level 2"
         ) as caught:
             ladders[1].decompress([code])
         assert caught.value.code == "retired_model" and "re-encode" in caught.value.hint
-    assert {e["model_id"] for e in json.loads(GOLDEN_V7_Q2.read_text())["codes"]} == {
-        ladders[1].by_level[2, False].model_id
-    }
+
+
+def test_the_served_level_2_model_is_the_last_one_golden_codes_were_made_with(
+    ladders: tuple[EncoderLadder, DecoderLadder],
+) -> None:
+    for golden, model in LEVEL_2_MODELS[1:]:
+        assert {e["model_id"] for e in json.loads(golden.read_text())["codes"]} == {model}
+    assert ladders[1].by_level[2, False].model_id == LEVEL_2_MODELS[-1][1]
 
 
 @pytest.mark.parametrize(
