@@ -94,6 +94,7 @@ See docs/bitstream.md for the same, with examples and measured acceptance rates.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import zlib
@@ -201,6 +202,7 @@ class CodeHeader(NamedTuple):
     model_id: str = ""  # v1: the model id the code carries
 
 
+@functools.lru_cache(maxsize=64)  # every ladder check keys a hash with it: a dict lookup, not a parse
 def model_id_bytes(model_id: str) -> bytes:
     """A model id's 16 hex digits as the 8 bytes a code carries (v1) or is keyed by (v7)."""
     if len(model_id) != 2 * MODEL_ID_BYTES or any(c not in "0123456789abcdef" for c in model_id):

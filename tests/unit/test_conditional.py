@@ -18,10 +18,13 @@ from latentwire.checkpoint import load_decoder, load_encoder, save_checkpoint
 from latentwire.codec import Compressor, Decompressor
 from latentwire.conditional import (
     ACTIVATION_MAX,
+    WEIGHT_MAX,
     ConditionalParams,
     ConditionalPrior,
     ConditionalTables,
+    ExactWeights,
     IntegerConditional,
+    exact_matmul,
     group_bounds,
     masks,
 )
@@ -112,7 +115,7 @@ def _reference_forward(model: IntegerConditional, values: list[int]) -> tuple[li
 @given(
     seed=st.integers(0, 2**16),
     spread=st.sampled_from([0.1, 1.0, 30.0]),
-    values=arrays(np.int64, (2, 8), elements=st.integers(-382, 382)),
+    values=arrays(np.int64, (5, 8), elements=st.integers(-382, 382)),
 )
 def test_the_integer_forward_is_exact_integer_arithmetic(
     seed: int, spread: float, values: np.ndarray
@@ -122,15 +125,36 @@ def test_the_integer_forward_is_exact_integer_arithmetic(
     assert all(getattr(tables, name).dtype == np.int64 for name in tables._fields)
     integer = IntegerConditional(model.params, tables, 8)
     bounds = group_bounds(8, 4)
-    for row in values:
-        expected = _reference_forward(integer, row.tolist())
+    expected = [_reference_forward(integer, row.tolist()) for row in values]
+    for row, (want_means, want_rows) in zip(values, expected, strict=True):
         for g in range(4):
             means, indices = integer.predict(row[None], g)
             assert means.dtype == indices.dtype == np.int64
-            assert means[0].tolist() == expected[0][bounds[g] : bounds[g + 1]]
-            assert indices[0].tolist() == expected[1][bounds[g] : bounds[g + 1]]
+            assert means[0].tolist() == want_means[bounds[g] : bounds[g + 1]]
+            assert indices[0].tolist() == want_rows[bounds[g] : bounds[g + 1]]
             again = integer.predict(row[None].copy(), g)
             assert np.array_equal(again[0], means) and np.array_equal(again[1], indices)
+    for g in range(4):  # 5 rows at once: the float64 BLAS path, the same integers
+        means, indices = integer.predict(values, g)
+        assert means.tolist() == [m[bounds[g] : bounds[g + 1]] for m, _ in expected]
+        assert indices.tolist() == [r[bounds[g] : bounds[g + 1]] for _, r in expected]
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), rows=st.sampled_from([1, 3, 4, 7, 256]))
+def test_the_second_layer_product_is_exact_past_float64s_integers(seed: int, rows: int) -> None:
+    """Hidden values up to 2**31, weights at ±2**21 (F = 14's cap), 1024 hidden units: sums near 2**62.
+
+    ``exact_matmul`` must agree with Python ints where a plain float64 product rounds.
+    """
+    rng = np.random.default_rng(seed)
+    cap = WEIGHT_MAX << 14
+    hidden = rng.integers(0, ACTIVATION_MAX << 15, (rows, 1024))
+    weights = rng.integers(cap // 2, cap, (1024, 8), endpoint=True) * rng.choice([-1, 1], (1, 8))
+    expected = hidden.astype(object) @ weights.astype(object)
+    got = exact_matmul(hidden, ExactWeights.of(weights))
+    assert got.dtype == np.int64 and (got == expected).all()
+    assert not ((hidden.astype(np.float64) @ weights).astype(np.int64) == expected).all()
 
 
 def test_the_integer_model_follows_the_float_model() -> None:
