@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         "rounded latents (encoder and entropy models frozen), at a tenth of --lr, cosine",
     )
     p.add_argument(
+        "--finetune-prior",
+        type=int,
+        default=0,
+        help="vector-latent presets: epochs after the decoder's that train the entropy models alone "
+        "on the rate of the rounded latents of the training digits as they are (no --shift; "
+        "encoder, gains and decoder frozen), at a twentieth of --lr, cosine (docs/rd.md §11)",
+    )
+    p.add_argument(
         "--warmup",
         type=int,
         default=0,
@@ -553,8 +561,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.prior == "conditional" and not 1 <= args.groups <= preset.latent_dims:
         log.error("error: --groups must be in 1 … %d (the latent size)", preset.latent_dims)
         return 2
-    if not preset.vector_latent and (args.finetune_decoder or args.quantization != "ste"):
-        log.error("error: --finetune-decoder and --quantization need a vector-latent preset")
+    if not preset.vector_latent and (
+        args.finetune_decoder or args.finetune_prior or args.quantization != "ste"
+    ):
+        log.error(
+            "error: --finetune-decoder, --finetune-prior and --quantization need a vector-latent preset"
+        )
         return 2
     if args.warmup < 0:
         log.error("error: --warmup must be 0 or more steps")
@@ -571,8 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             log.error("error: --retires: %s", exc)
             return 2
-    if args.finetune_decoder < 0:
-        log.error("error: --finetune-decoder must be 0 or more epochs")
+    if args.finetune_decoder < 0 or args.finetune_prior < 0:
+        log.error("error: --finetune-decoder and --finetune-prior must be 0 or more epochs")
         return 2
     if not 0 <= args.prior_hidden <= MAX_WIDTH:
         log.error("error: --prior-hidden must be in 0 … %d", MAX_WIDTH)
@@ -627,27 +639,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     started = time.perf_counter()
     prior_bits: dict[int, float] = {}  # the float entropy model's rate on the test set, by level index
-    # --epochs of the whole model, then --finetune-decoder epochs of the decoder alone
-    schedule = [(optimizer, scheduler, False)] * args.epochs  # (optimizer, lr schedule, decoder only)
-    if args.finetune_decoder:
-        decoder_optimizer = torch.optim.Adam(model.decoder.parameters(), lr=args.lr / 10)
-        decoder_steps = args.finetune_decoder * math.ceil(len(train_images) / args.batch_size)
-        decoder_schedule = torch.optim.lr_scheduler.LambdaLR(
-            decoder_optimizer, learning_rate_factor("cosine", warmup=0, steps=decoder_steps)
-        )
-        schedule += [(decoder_optimizer, decoder_schedule, True)] * args.finetune_decoder
-    for epoch, (optimizer, scheduler, decoder_only) in enumerate(schedule, start=1):
-        for module in (model.encoder, heads):  # frozen while the decoder is fine-tuned
+    # --epochs of the whole model, then --finetune-decoder epochs of the decoder alone, then
+    # --finetune-prior epochs of the entropy models alone
+    schedule = [(optimizer, scheduler, "all")] * args.epochs  # (optimizer, lr schedule, stage)
+    for stage, epochs, part, lr in (
+        ("decoder", args.finetune_decoder, model.decoder, args.lr / 10),
+        ("prior", args.finetune_prior, heads.priors if heads is not None else None, args.lr / 20),
+    ):
+        if epochs and part is not None:
+            stage_optimizer = torch.optim.Adam(part.parameters(), lr=lr)
+            stage_steps = epochs * math.ceil(len(train_images) / args.batch_size)
+            stage_schedule = torch.optim.lr_scheduler.LambdaLR(
+                stage_optimizer, learning_rate_factor("cosine", warmup=0, steps=stage_steps)
+            )
+            schedule += [(stage_optimizer, stage_schedule, stage)] * epochs
+    for epoch, (optimizer, scheduler, stage) in enumerate(schedule, start=1):
+        for module in (model.encoder, model.decoder, heads):  # only the stage's part learns
             if module is not None:
-                module.train(not decoder_only)
-                module.requires_grad_(not decoder_only)
+                learns = stage == "all" or (stage == "decoder" and module is model.decoder)
+                module.train(learns)
+                module.requires_grad_(learns)
+        if stage == "prior" and heads is not None:
+            heads.priors.requires_grad_(True)  # in eval mode: the rate of the rounded latents
         stream = batches(
             train_images,
             batch_size=args.batch_size,
             sigma=args.noise_sigma,
             generator=generator,
             shuffle=True,
-            shift=args.shift,
+            shift=0 if stage == "prior" else args.shift,  # the codes are of digits as they are
         )
         total = math.ceil(len(train_images) / args.batch_size)
         running = 0.0
@@ -670,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model, test_images, loss=args.loss, lmbdas=args.lmbda, sigma=args.noise_sigma, level=level
             )
             name = f" level {args.level + index}" if heads else ""
-            name += " (decoder fine-tuning)" if decoder_only else ""
+            name += {"all": "", "decoder": " (decoder fine-tuning)", "prior": " (entropy-model refit)"}[stage]
             if heads is not None:
                 prior_bits[index] = val["bits"]
             log.info(

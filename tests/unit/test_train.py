@@ -199,11 +199,35 @@ def test_noise_quantization_and_decoder_fine_tuning(tmp_path: Path, mnist_test: 
     assert not np.array_equal(plain_pixels, tuned_pixels)  # the decoder moved
 
 
+def test_the_entropy_model_refit_changes_the_entropy_model_only(
+    tmp_path: Path, mnist_test: MnistSplit
+) -> None:
+    """--finetune-prior, after the run: the same latents and the same decoder, other codes."""
+    args = ["--preset", "dense-tiny", "--loss", "mse", "--lmbda", "20", "--shift", "1", *SMALL]
+    plain, refit = tmp_path / "plain", tmp_path / "refit"
+    assert train.main([*args, "--out", str(plain)]) == 0
+    assert train.main([*args, "--finetune-prior", "1", "--out", str(refit)]) == 0
+    assert read_meta(refit / "encoder.safetensors", "encoder").training["finetune_prior"] == 1
+    senders = [EncoderLadder.load(path).levels()[0] for path in (plain, refit)]
+    images = mnist_test.images[:20]
+    latents = [sender.latents(images) for sender in senders]
+    assert torch.equal(latents[0], latents[1])  # the encoder (and its gains) did not move
+    codes = [sender.compress(images) for sender in senders]
+    assert [c[2:] for c in codes[0]] != [c[2:] for c in codes[1]]  # the entropy model did
+    receivers = [DecoderLadder.load(path).levels()[0] for path in (plain, refit)]
+    values = receivers[0].latent_codec.decompress(codes[0][0][2:])
+    assert np.array_equal(values, receivers[1].latent_codec.decompress(codes[1][0][2:]))
+    pixels = [receiver.decode_latents(values[None]) for receiver in receivers]
+    assert np.array_equal(pixels[0], pixels[1])  # the decoder did not move
+
+
 def test_decoder_options_need_a_vector_latent(tmp_path: Path) -> None:
     out = str(tmp_path / "x")
     assert train.main(["--preset", "tiny", "--finetune-decoder", "1", "--out", out]) == 2
     assert train.main(["--preset", "tiny", "--quantization", "noise", "--out", out]) == 2
     assert train.main(["--preset", "dense-tiny", "--finetune-decoder", "-1", "--out", out]) == 2
+    assert train.main(["--preset", "tiny", "--finetune-prior", "1", "--out", out]) == 2
+    assert train.main(["--preset", "dense-tiny", "--finetune-prior", "-1", "--out", out]) == 2
     assert train.main(["--preset", "dense-tiny", "--warmup", "-1", "--out", out]) == 2
 
 
