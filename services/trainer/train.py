@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="vector-latent presets: epochs after the decoder's that train the entropy models alone "
-        "on the rate of the rounded latents of the training digits as they are (no --shift; "
-        "encoder, gains and decoder frozen), at a twentieth of --lr, cosine (docs/rd.md §11)",
+        "on the rate of the training digits as they are (no --shift; encoder, gains and decoder "
+        "frozen; the conditional model's rate is that of the rounded latents, the factorized "
+        "one's of the noisy ones), at a twentieth of --lr, cosine (docs/rd.md §11)",
     )
     p.add_argument(
         "--warmup",
