@@ -38,21 +38,22 @@ GOLDEN_V4 = Path(__file__).with_name("golden_codes_v4.json")
 GOLDEN_V5 = Path(__file__).with_name("golden_codes_v5.json")
 GOLDEN_V6 = Path(__file__).with_name("golden_codes_v6.json")
 GOLDEN_V7 = Path(__file__).with_name("golden_codes_v7.json")
-# Level 2 was retrained within format v7 (issue 10's fifth and sixth rounds): the golden codes of each
+# Level 2 was retrained within format v7 (issue 10's fifth, sixth and eighth rounds): the golden codes of each
 # of its models, oldest first, and the model that made them. The last is served; every model before
 # it is retired, its codes refused by name.
 LEVEL_2_MODELS = (
     (GOLDEN_V7, "4c32fce8ca165702"),
     (Path(__file__).with_name("golden_codes_v7_q2.json"), "dadfd1e87452b8ff"),
     (Path(__file__).with_name("golden_codes_v7_q2_round6.json"), "044e45d65f51a609"),
+    (Path(__file__).with_name("golden_codes_v7_q2_round7.json"), "a74ab325bd7af82d"),
 )
 GOLDEN_V7_Q2, _ = LEVEL_2_MODELS[-1]
 RETIRED_Q2 = LEVEL_2_MODELS[:-1]
 # The code of the latent (k·7 mod 5) − 2, k = 0 … 31, at each level of the ladder of issue 10's
-# fourth round (format v7; level 2 as retrained in its sixth).
+# fourth round (format v7; level 2 as retrained in its eighth).
 GOLDEN_FIXED_LATENT_CODES = {
     "q1": "e32a41f3c2a63b23c68509bf85212133adb13761e1b04ae1272f38defc79fad67767fc762e7a0d42732498",
-    "q2": "e5c759f3a48218391b20720006f2a6107d853cea",
+    "q2": "e4af5cba996ab3b122222b1a379cc4f734686a8088",
     "q3": "e64e612929858db7691bb1078121500bdf8894f65167",
     "q4": "e81c75242cc98b03f449907156d5e495025abcb683",
     "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
