@@ -6,11 +6,11 @@
 
 Each rung is one ``latentwire-train`` run with the options below (the same seed each time), so a
 rung can also be retrained alone with the command recorded in its checkpoint metadata. On this
-project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 3 hours 15
-minutes, measured per rung with one other training run beside it (upper bounds), except q2, which
-ran alone on both cores (--threads 2): q1 21 min, q2 89 min, q3 24 min, q4 23 min, q5 24 min, the
-denoiser 4.7 min, the seed network 6-10 min. With
-``--device cuda`` the same commands run on a GPU (not measured here: no GPU was lent).
+project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 3 hours, measured
+per rung with one other training run beside it (upper bounds), except q2, which ran alone on both
+cores (--threads 2): q1 21 min, q2 73 min, q3 24 min, q4 23 min, q5 24 min, the denoiser 4.7 min,
+the seed network 6-10 min. With ``--device cuda`` the same commands run on a GPU (not measured
+here: no GPU was lent).
 """
 
 from __future__ import annotations
