@@ -52,7 +52,7 @@ RUNGS: tuple[Rung, ...] = (
     # Level 2 (issue #10, third to eighth rounds): the same with each training digit moved by up
     # to a pixel each way (noise alone still overfit: 0.70 dB train/test, this 0.14 dB), at λ 14.5
     # for 240 epochs (every 50 more epochs has bought ~0.1 dB here), then the entropy model refit
-    # alone on the digits as they are (1.3% smaller codes). It replaced the fourth to sixth
+    # alone on the digits as they are (1.1% smaller codes). It replaced the fourth to sixth
     # rounds' models of level 2 (--retires: receivers refuse those models' codes by name).
     Rung(
         "q2",

@@ -38,14 +38,14 @@ GOLDEN_V4 = Path(__file__).with_name("golden_codes_v4.json")
 GOLDEN_V5 = Path(__file__).with_name("golden_codes_v5.json")
 GOLDEN_V6 = Path(__file__).with_name("golden_codes_v6.json")
 GOLDEN_V7 = Path(__file__).with_name("golden_codes_v7.json")
-# Level 2 was retrained within format v7 (issue 10's fifth, sixth and eighth rounds): the golden codes of each
-# of its models, oldest first, and the model that made them. The last is served; every model before
-# it is retired, its codes refused by name.
+# Level 2 was retrained within format v7 (issue 10's fifth, sixth and eighth rounds): the golden
+# codes of each of its models, oldest first, and the model that made them. The last is served;
+# every model before it is retired, its codes refused by name.
 LEVEL_2_MODELS = (
     (GOLDEN_V7, "4c32fce8ca165702"),
     (Path(__file__).with_name("golden_codes_v7_q2.json"), "dadfd1e87452b8ff"),
     (Path(__file__).with_name("golden_codes_v7_q2_round6.json"), "044e45d65f51a609"),
-    (Path(__file__).with_name("golden_codes_v7_q2_round7.json"), "a74ab325bd7af82d"),
+    (Path(__file__).with_name("golden_codes_v7_q2_round8.json"), "a74ab325bd7af82d"),
 )
 GOLDEN_V7_Q2, _ = LEVEL_2_MODELS[-1]
 RETIRED_Q2 = LEVEL_2_MODELS[:-1]
