@@ -4,6 +4,7 @@
 #   kubectl   `kubectl kustomize` renders deploy/kubernetes for tests/unit/test_kubernetes.py; it
 #             needs kustomize v5 (kubectl 1.27 or newer). The CI machines carry one; Debian
 #             bookworm's own `kubernetes-client` (1.20) is too old, and this script says so.
+#   wrk       the load generator of latentwire-bench's HTTP sections (tests/unit/test_bench.py)
 # Without them those tests skip on a developer's machine; under CI=true they fail, so .ci/run
 # runs this first. Needs root (or sudo) and the Debian mirror.
 set -euo pipefail
@@ -15,8 +16,9 @@ as_root() {
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v kubectl >/dev/null || missing+=(kubectl)
+command -v wrk >/dev/null || missing+=(wrk)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "[test-tools] chromium and kubectl present"
+    echo "[test-tools] chromium, kubectl and wrk present"
 else
     echo "[test-tools] installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -29,6 +31,7 @@ else
     done
 fi
 chromium --version 2>/dev/null
+{ wrk --version 2>&1 || true; } | sed -n 1p   # wrk prints its version and usage, exit status 1
 kubectl version --client 2>/dev/null | sed -n 1p   # sed reads it all: no SIGPIPE under pipefail
 cd "$(dirname "$0")/../.."
 kubectl kustomize deploy/kubernetes/base >/dev/null \
