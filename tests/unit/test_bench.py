@@ -299,8 +299,16 @@ def test_smoke_in_process_sections(
     assert (tmp_path / "bench.md").read_text() == printed
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def require_wrk() -> None:
+    """Skip without wrk, or fail under CI=true: CI installs it (scripts/ci/test-tools.sh)."""
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must install wrk (scripts/ci/test-tools.sh)", pytrace=False)
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+
+
 def test_wrk_against_the_echo_process(tmp_path: Path) -> None:
+    require_wrk()
     service = bench_http.echo(tmp_path)
     target = bench_http.WrkTarget("echo", service.url + "/echo", b"digit", {"Content-Type": "image/png"})
     with bench_http.running(service):
