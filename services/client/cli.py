@@ -58,7 +58,7 @@ def _add_encode_options(parser: argparse.ArgumentParser) -> None:
         "--quality",
         type=_int_at_least(0),
         metavar="LEVEL",
-        help="quality level: 1 (smallest codes) … 5 (best quality), 0 the tutorial's 8-bit model "
+        help="quality level: 1 (smallest codes) … 6 (best quality), 0 the tutorial's 8-bit model "
         "(default: the sender's default level, 4 in the shipped ladder; GET /v1/model lists them)",
     )
     parser.add_argument(

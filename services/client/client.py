@@ -425,7 +425,7 @@ class LatentwireClient(_ClientBase[httpx.Client, httpx.BaseTransport]):
     ) -> bytes:
         """One image file's bytes (PNG, JPEG, …) → its code.
 
-        ``quality``: the level (1 smallest … 5 best, 0 the tutorial's model; None: the sender's
+        ``quality``: the level (1 smallest … 6 best, 0 the tutorial's model; None: the sender's
         default); ``denoise``: the denoising model; ``preprocess=False``: the image is 28×28 pixels
         sent as they are.
         """

@@ -42,7 +42,7 @@ SettingsDep = Annotated[SenderSettings, Depends(get_settings)]
 BatcherDep = Annotated[EncodeBatcher, Depends(get_batcher)]
 
 _QUALITY_TEXT = (
-    "quality level: 1 (smallest codes) … 5 (best quality), 0 the tutorial's 8-bit model; "
+    "quality level: 1 (smallest codes) … 6 (best quality), 0 the tutorial's 8-bit model; "
     "default: GET /v1/model's default_quality (4 in the shipped ladder)"
 )
 _DENOISE_TEXT = "use the denoising model: for noisy inputs, returns a code of the clean digit"

@@ -57,7 +57,7 @@ from latentwire.data import dataset_checksum, load_mnist
 from latentwire.entropy import FactorizedPrior
 from latentwire.errors import LatentwireError
 from latentwire.latent_codecs import ConditionalCodec, FactorizedCodec, LatentCodec, Uniform8Codec
-from latentwire.nets import PRESETS, Decoder, Encoder, get_preset
+from latentwire.nets import PRESETS, Decoder, Encoder, Scale, get_preset
 from latentwire.preprocess import psnr
 
 log = logging.getLogger("latentwire.train")
@@ -492,13 +492,17 @@ def fold_gains(model: Model, index: int) -> tuple[Encoder, Decoder]:
     encoder, decoder = copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu()
     gain = torch.exp(model.heads.log_gains[index]).detach().cpu()
     inverse = torch.exp(model.heads.log_inverse_gains[index]).detach().cpu()
-    # the bottleneck layers of the vector-latent families
+    # the bottleneck layers of the vector-latent families: linear, or a Scale (spatial)
     last, first = list(encoder.net.children())[-1], next(decoder.net.children())
-    assert isinstance(last, nn.Linear) and isinstance(first, nn.Linear)
     with torch.no_grad():
-        last.weight.mul_(gain[:, None])
-        last.bias.mul_(gain)
-        first.weight.mul_(inverse[None, :])
+        if isinstance(last, Scale) and isinstance(first, Scale):
+            last.weight.mul_(gain)
+            first.weight.mul_(inverse)
+        else:
+            assert isinstance(last, nn.Linear) and isinstance(first, nn.Linear)
+            last.weight.mul_(gain[:, None])
+            last.bias.mul_(gain)
+            first.weight.mul_(inverse[None, :])
     return encoder, decoder
 
 

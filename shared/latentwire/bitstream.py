@@ -146,7 +146,7 @@ FORMAT_V6 = 6  # no longer read: levels 2-5 and the denoiser were retrained (iss
 FORMAT_V7 = 7  # the last number of three bits: level 0 of it escapes to a version in byte 1
 #: The format the quality ladder's codes are written in (the functions named ``*ladder*``).
 LADDER_FORMAT = FORMAT_V7
-MAX_LEVEL = 7  # the ladder format's byte 0 has 3 level bits; the shipped ladder uses 1..5
+MAX_LEVEL = 7  # the ladder format's byte 0 has 3 level bits; the shipped ladder uses 1..6
 MODEL_ID_BYTES = 8
 BATCH_MEDIA_TYPE = "application/x-latentwire-batch"
 READ_VERSIONS_HINT = (

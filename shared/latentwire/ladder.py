@@ -3,7 +3,7 @@
 A ladder is a directory of checkpoint directories (the shipped one is ``pretrained/``)::
 
     pretrained/
-      q1/ … q5/      entropy-coded models, levels 1 (smallest codes) … 5 (best quality)
+      q1/ … q6/      entropy-coded models, levels 1 (smallest codes) … 6 (best quality)
       q3-denoise/    level 3, trained to remove noise (σ 0.4) from its input
       seed/          the tutorial's network, code format v1, served as quality 0
 

@@ -1,9 +1,11 @@
 """Network definitions: named architecture presets and the Encoder / Decoder they build.
 
-Three families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents, code format
+Four families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents, code format
 v1), ``dense`` (built for rate: a narrow vector bottleneck entropy-coded with a learned prior,
-the ladder code format; after the TensorFlow Compression MNIST model) and ``residual`` (the dense
-bottleneck with a residual block after each convolution: more capacity at the same latent)::
+the ladder code format; after the TensorFlow Compression MNIST model), ``residual`` (the dense
+bottleneck with a residual block after each convolution: more capacity at the same latent) and
+``spatial`` (no dense layer: a (L, 7, 7) latent map, flattened channel by channel, so that the
+conditional entropy model's groups condition each channel on the ones before it)::
 
     dense:  image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Linear(98C → H) → Linear(H → K) → latent (N, K)
             latent → Linear(K → H) → Linear(H → 98C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
@@ -11,6 +13,9 @@ bottleneck with a residual block after each convolution: more capacity at the sa
     residual: the same, with ResidualBlock(C) after the first convolution and ResidualBlock(2C)
             after the second; ResidualBlock(2C) before the first transposed convolution and
             ResidualBlock(C) before the second
+
+    spatial: image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Conv 3×3 (L) → flatten → latent (N, 49L)
+            latent → (L, 7, 7) → Conv 3×3 (2C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
 
 A preset is a frozen dataclass registered by name. Checkpoints store the preset's fields, and
 the networks are rebuilt from them (never guessed from tensor shapes).
@@ -41,12 +46,14 @@ __all__ = [
     "Encoder",
     "Preset",
     "ResidualBlock",
+    "Scale",
     "get_preset",
     "preset_from_dict",
     "register_preset",
 ]
 
 IMAGE_SIZE = 28
+_CELLS = (IMAGE_SIZE // 4) ** 2  # positions of the 7×7 map under two stride-2 layers
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,13 @@ class Preset:
     channels: int = 32  # feature maps in the hidden convolutions
     latent_channels: int = 32  # seed: channels of the (C, 7, 7) latent
     hidden: int = 0  # dense: width of the fully connected layer before the bottleneck
-    latent_dims: int = 0  # dense: K, the length of the latent vector
+    latent_dims: int = 0  # dense: K, the length of the latent vector (spatial: 49 × latent_channels)
+
+    def __post_init__(self) -> None:
+        if self.family == "spatial" and self.latent_dims != self.latent_channels * _CELLS:
+            raise ValueError(
+                f"a spatial latent has {_CELLS} × latent_channels values, not {self.latent_dims}"
+            )
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -72,7 +85,7 @@ class Preset:
     @property
     def vector_latent(self) -> bool:
         """A (K,) latent behind a linear bottleneck: entropy coded, trained for rate."""
-        return self.family in ("dense", "residual")
+        return self.family in ("dense", "residual", "spatial")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,6 +136,11 @@ register_preset(Preset(name="dense-32-h512", family="dense", channels=32, hidden
 register_preset(Preset(name="residual", family="residual", channels=32, hidden=256, latent_dims=64))
 register_preset(Preset(name="residual-32", family="residual", channels=32, hidden=256, latent_dims=32))
 register_preset(Preset(name="residual-tiny", family="residual", channels=8, hidden=32, latent_dims=8))
+# A 7×7 latent map instead of a vector: where a stroke is stays where it is (issue #10, tenth round).
+register_preset(Preset(name="spatial-2", family="spatial", channels=32, latent_channels=2, latent_dims=98))
+register_preset(Preset(name="spatial-4", family="spatial", channels=32, latent_channels=4, latent_dims=196))
+register_preset(Preset(name="spatial-8", family="spatial", channels=32, latent_channels=8, latent_dims=392))
+register_preset(Preset(name="spatial-tiny", family="spatial", channels=8, latent_channels=2, latent_dims=98))
 
 
 def _seed_encoder(p: Preset) -> nn.Sequential:
@@ -164,6 +182,21 @@ class ResidualBlock(nn.Module):
         return out
 
 
+class Scale(nn.Module):
+    """x × w, one weight per latent value: where a trained level's gains fold into a spatial net.
+
+    A gain per latent value sets that value's quantization step; in a vector net it folds into the
+    bottleneck's linear layer, but a convolution shares its weights across positions.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+
 def _blocks(p: Preset, channels: int) -> list[nn.Module]:
     """A residual block of ``channels`` in the residual family, nothing in the dense one."""
     return [ResidualBlock(channels)] if p.family == "residual" else []
@@ -200,11 +233,37 @@ def _vector_decoder(p: Preset) -> nn.Sequential:
     )
 
 
+def _spatial_encoder(p: Preset) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
+        nn.ReLU(),  # (N, C, 14, 14)
+        nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
+        nn.ReLU(),  # (N, 2C, 7, 7)
+        nn.Conv2d(2 * p.channels, p.latent_channels, 3, padding=1),  # (N, L, 7, 7), no activation
+        nn.Flatten(),  # channel by channel: (N, 49L)
+        Scale(p.latent_dims),
+    )
+
+
+def _spatial_decoder(p: Preset) -> nn.Sequential:
+    return nn.Sequential(
+        Scale(p.latent_dims),
+        nn.Unflatten(1, (p.latent_channels, IMAGE_SIZE // 4, IMAGE_SIZE // 4)),
+        nn.Conv2d(p.latent_channels, 2 * p.channels, 3, padding=1),
+        nn.ReLU(),  # (N, 2C, 7, 7)
+        nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
+        nn.ReLU(),  # (N, C, 14, 14)
+        nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
+        nn.Sigmoid(),  # (N, 1, 28, 28)
+    )
+
+
 Builder = Callable[[Preset], nn.Sequential]
 _BUILDERS: dict[str, tuple[Builder, Builder]] = {
     "seed": (_seed_encoder, _seed_decoder),
     "dense": (_vector_encoder, _vector_decoder),
     "residual": (_vector_encoder, _vector_decoder),
+    "spatial": (_spatial_encoder, _spatial_decoder),
 }
 
 

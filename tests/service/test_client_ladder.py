@@ -1,5 +1,5 @@
 """Quality, denoise, preprocess and scale from the Python clients and the CLI to real services on
-the shipped ladder (levels 1–5, q3-denoise, q0): every code must be the one the ladder makes in
+the shipped ladder (levels 1–6, q3-denoise, q0): every code must be the one the ladder makes in
 process, and its first byte must carry the level asked for.
 """
 

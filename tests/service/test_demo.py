@@ -248,7 +248,7 @@ def test_a_drawn_digit_shows_its_code_and_both_images(
     browser: Browser, page_url: str, demo_services: tuple[Service, Service]
 ) -> None:
     page = open_demo(browser, page_url)
-    assert quality_levels(page) == [0, 1, 2, 3, 4, 5]
+    assert quality_levels(page) == [0, 1, 2, 3, 4, 5, 6]
     assert page.input_value("#quality") == "4"  # the sender's default level
     with (
         page.expect_response(is_post("/encode")) as encoded_info,

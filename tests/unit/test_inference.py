@@ -48,9 +48,12 @@ LEVEL_2_MODELS = (
     (Path(__file__).with_name("golden_codes_v7_q2_round8.json"), "a74ab325bd7af82d"),
 )
 GOLDEN_V7_Q2, _ = LEVEL_2_MODELS[-1]
+# Level 6 was added within format v7 (issue 10's tenth round): its codes since it landed.
+GOLDEN_V7_Q6 = Path(__file__).with_name("golden_codes_v7_q6.json")
 RETIRED_Q2 = LEVEL_2_MODELS[:-1]
-# The code of the latent (k·7 mod 5) − 2, k = 0 … 31, at each level of the ladder of issue 10's
-# fourth round (format v7; level 2 as retrained in its eighth).
+# The code of the latent (k·7 mod 5) − 2, k = 0 … K − 1 (K: 32 latent values, 196 at q6), at each
+# level of the ladder of issue 10's fourth round (format v7; level 2 as retrained in its eighth,
+# level 6 as added in its tenth).
 GOLDEN_FIXED_LATENT_CODES = {
     "q1": "e32a41f3c2a63b23c68509bf85212133adb13761e1b04ae1272f38defc79fad67767fc762e7a0d42732498",
     "q2": "e4af5cba996ab3b122222b1a379cc4f734686a8088",
@@ -58,6 +61,14 @@ GOLDEN_FIXED_LATENT_CODES = {
     "q4": "e81c75242cc98b03f449907156d5e495025abcb683",
     "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
     "q3-denoise": "f6ec3709274c5a978cc69e5e59db569994",
+    "q6": (
+        "edc3007dff027e7f7f0101f6040df8a7612aa002f1b62568db6851a8f8571a4d056303991e30c9676816f585"
+        "59b7f90cbb3f83d14b0906535c5affcefd89e9390c3876cc5c5fca0b6b6397beae01eb08998de66d292c59e1"
+        "5460fdcca8d3044db9826bda7bb0f687196b2d1d0a5faf1ea3844797503a8fc988d8af7934ffc619cb3adfbc"
+        "88b041f8de6196c55a54fbc415878ecdb2f32e0885c926b9fc33178e246de6cc9627bb145731ff7393be0672"
+        "fd78a6ac7985be29984c1b12a70b5fbe296721156bc43fabd01e53b2520e921b00b1ef5fe421c3266bef9b62"
+        "d37b98c7b2d2562dfe07822b8c"
+    ),
 }
 SPLITS = [1, 2, 3, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 37, 64]
 
@@ -181,7 +192,9 @@ def test_v1_codes_from_the_float64_codec_still_decode_and_v2_codes_are_refused(
         assert caught.value.code == "unsupported_version"
         assert "versions 1 and 7" in caught.value.hint
     assert {(e["quality"], e["denoise"]) for e in golden} == {
-        (m.level, m.denoise) for m in ladders[1].levels()
+        (m.level, m.denoise)
+        for m in ladders[1].levels()
+        if m.level != 6  # level 6 came later
     }
 
 
@@ -191,13 +204,15 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
     """The shipped ladder's codes of fixed digits, and the digits they decode to, do not move.
 
     v0.1's v1 codes are the same bytes today; the v7 codes are those the ladder made when it
-    landed (golden_codes_v7.json; level 2's since it was last retrained: LEVEL_2_MODELS),
+    landed (golden_codes_v7.json; level 2's since it was last retrained: LEVEL_2_MODELS; level 6's
+    since it was added: golden_codes_v7_q6.json),
     decoded to the same pixels (±1 grey level: float32 networks
     may differ in the last bits on another machine).
     """
     v1 = [e for e in json.loads(GOLDEN.read_text())["codes"] if bytes.fromhex(e["code"])[0] >> 5 == 1]
     retrained = json.loads(GOLDEN_V7_Q2.read_text())["codes"]
-    ladder = [e for e in json.loads(GOLDEN_V7.read_text())["codes"] if e["quality"] != 2] + retrained
+    added = json.loads(GOLDEN_V7_Q6.read_text())["codes"]
+    ladder = [e for e in json.loads(GOLDEN_V7.read_text())["codes"] if e["quality"] != 2] + retrained + added
     assert len(v1) == 2 and {(e["quality"], e["denoise"]) for e in ladder} == {
         (m.level, m.denoise) for m in ladders[1].levels() if m.format_version == bitstream.LADDER_FORMAT
     }

@@ -24,7 +24,7 @@ def test_every_half_is_small_verified_and_paired() -> None:
     encoders = checkpoint_files(DEFAULT_CHECKPOINT_DIR, "encoder")
     decoders = checkpoint_files(DEFAULT_CHECKPOINT_DIR, "decoder")
     assert [p.parent.name for p in encoders] == [p.parent.name for p in decoders]
-    assert {p.parent.name for p in encoders} == {"q1", "q2", "q3", "q4", "q5", "q3-denoise", "seed"}
+    assert {p.parent.name for p in encoders} == {"q1", "q2", "q3", "q4", "q5", "q6", "q3-denoise", "seed"}
     for enc, dec in zip(encoders, decoders, strict=True):
         assert enc.stat().st_size <= 5 * 1024 * 1024 and dec.stat().st_size <= 5 * 1024 * 1024
         enc_meta, dec_meta = read_meta(enc, "encoder"), read_meta(dec, "decoder")

@@ -15,7 +15,7 @@ from latentwire.bitstream import LADDER_FORMAT
 from latentwire.checkpoint import DEFAULT_CHECKPOINT_DIR, read_meta
 from latentwire.data import MnistSplit
 from latentwire.ladder import DecoderLadder, EncoderLadder
-from latentwire.nets import Decoder, get_preset
+from latentwire.nets import Decoder, Encoder, get_preset
 from latentwire_trainer import ladder, train
 
 SMALL = [
@@ -102,6 +102,38 @@ def test_residual_preset_with_a_wider_conditional_prior_and_warm_up(
         codes = model.compress(mnist_test.images[:5])
         pixels, _ = receiver.decompress(codes)
         assert pixels.shape == (5, 28, 28)
+
+
+def test_spatial_preset_trains_two_levels_and_decodes(tmp_path: Path, mnist_test: MnistSplit) -> None:
+    """The spatial family's (L, 7, 7) latent goes through the conditional model like a vector."""
+    out = tmp_path / "s"
+    args = ["--preset", "spatial-tiny", "--loss", "mse", "--lmbda", "5,50", "--level", "5", *SMALL]
+    options = ["--prior", "conditional", "--groups", "2", "--prior-hidden", "16", "--output-bias", "mean"]
+    assert train.main([*args, *options, "--out", str(out)]) == 0
+    sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
+    assert sorted(m.level for m in sender.levels()) == [5, 6]
+    for model in sender.levels():
+        assert model.meta.preset["family"] == "spatial" and model.meta.codec["groups"] == 2
+        pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
+        assert pixels.shape == (5, 28, 28)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", ["dense-tiny", "spatial-tiny"])
+def test_a_levels_gains_fold_into_the_networks(name: str) -> None:
+    """Exported level = trained level: gain before rounding, inverse gain before decoding."""
+    preset = get_preset(name)
+    priors = [torch.nn.Identity(), torch.nn.Identity()]
+    heads = train.RateHeads(priors, preset.latent_dims)
+    model = train.Model(Encoder(preset), Decoder(preset), heads)
+    torch.manual_seed(0)
+    heads.log_gains.normal_()
+    heads.log_inverse_gains.normal_()
+    encoder, decoder = train.fold_gains(model, 1)
+    images, latents = torch.rand(3, 1, 28, 28), torch.randn(3, preset.latent_dims)
+    gain, inverse = heads.log_gains[1].exp(), heads.log_inverse_gains[1].exp()
+    torch.testing.assert_close(encoder(images), model.encoder(images) * gain)
+    torch.testing.assert_close(decoder(latents), model.decoder(latents * inverse))
 
 
 def test_learning_rate_warms_up_then_follows_the_schedule() -> None:
