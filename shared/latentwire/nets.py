@@ -198,18 +198,37 @@ class Scale(nn.Module):
 
 
 def _blocks(p: Preset, channels: int) -> list[nn.Module]:
-    """A residual block of ``channels`` in the residual family, nothing in the dense one."""
+    """A residual block of ``channels`` in the residual family, nothing in the others."""
     return [ResidualBlock(channels)] if p.family == "residual" else []
 
 
-def _vector_encoder(p: Preset) -> nn.Sequential:
-    return nn.Sequential(
+def _downsample(p: Preset) -> list[nn.Module]:
+    """Image → (N, 2C, 7, 7): two strided convolutions (with residual blocks in that family)."""
+    return [
         nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
         nn.ReLU(),  # (N, C, 14, 14)
         *_blocks(p, p.channels),
         nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
         nn.ReLU(),  # (N, 2C, 7, 7)
         *_blocks(p, 2 * p.channels),
+    ]
+
+
+def _upsample(p: Preset) -> list[nn.Module]:
+    """(N, 2C, 7, 7) → image: two transposed convolutions, the mirror of ``_downsample``."""
+    return [
+        *_blocks(p, 2 * p.channels),
+        nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
+        nn.ReLU(),  # (N, C, 14, 14)
+        *_blocks(p, p.channels),
+        nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
+        nn.Sigmoid(),  # (N, 1, 28, 28)
+    ]
+
+
+def _vector_encoder(p: Preset) -> nn.Sequential:
+    return nn.Sequential(
+        *_downsample(p),
         nn.Flatten(),
         nn.Linear(2 * p.channels * 49, p.hidden),
         nn.ReLU(),
@@ -224,21 +243,13 @@ def _vector_decoder(p: Preset) -> nn.Sequential:
         nn.Linear(p.hidden, 2 * p.channels * 49),
         nn.ReLU(),
         nn.Unflatten(1, (2 * p.channels, 7, 7)),
-        *_blocks(p, 2 * p.channels),
-        nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
-        nn.ReLU(),  # (N, C, 14, 14)
-        *_blocks(p, p.channels),
-        nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
-        nn.Sigmoid(),  # (N, 1, 28, 28)
+        *_upsample(p),
     )
 
 
 def _spatial_encoder(p: Preset) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),  # (N, C, 14, 14)
-        nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
-        nn.ReLU(),  # (N, 2C, 7, 7)
+        *_downsample(p),
         nn.Conv2d(2 * p.channels, p.latent_channels, 3, padding=1),  # (N, L, 7, 7), no activation
         nn.Flatten(),  # channel by channel: (N, 49L)
         Scale(p.latent_dims),
@@ -251,10 +262,7 @@ def _spatial_decoder(p: Preset) -> nn.Sequential:
         nn.Unflatten(1, (p.latent_channels, IMAGE_SIZE // 4, IMAGE_SIZE // 4)),
         nn.Conv2d(p.latent_channels, 2 * p.channels, 3, padding=1),
         nn.ReLU(),  # (N, 2C, 7, 7)
-        nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
-        nn.ReLU(),  # (N, C, 14, 14)
-        nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
-        nn.Sigmoid(),  # (N, 1, 28, 28)
+        *_upsample(p),
     )
 
 

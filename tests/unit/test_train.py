@@ -86,34 +86,24 @@ def test_conditional_prior_options_are_checked(tmp_path: Path) -> None:
     assert train.main([*conditional, "--prior-hidden", "-1"]) == 2
 
 
-def test_residual_preset_with_a_wider_conditional_prior_and_warm_up(
-    tmp_path: Path, mnist_test: MnistSplit
+@pytest.mark.parametrize(
+    ("preset", "extra"),
+    [("residual-tiny", ["--warmup", "4"]), ("spatial-tiny", ["--warmup", "4", "--output-bias", "mean"])],
+)
+def test_deeper_and_spatial_presets_with_a_wider_conditional_prior(
+    tmp_path: Path, mnist_test: MnistSplit, preset: str, extra: list[str]
 ) -> None:
-    """The residual family trains, folds its gains and exports like dense; --prior-hidden is stored."""
+    """The residual and spatial families train, fold their gains and export like dense (the spatial
+    family's (L, 7, 7) latent goes through the conditional model as a vector); options are stored."""
     out = tmp_path / "r"
-    args = ["--preset", "residual-tiny", "--loss", "mse", "--lmbda", "5,50", "--level", "1", *SMALL]
-    options = ["--prior", "conditional", "--groups", "4", "--prior-hidden", "24", "--warmup", "4"]
-    assert train.main([*args, *options, "--out", str(out)]) == 0
-    sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
-    assert sorted(m.level for m in sender.levels()) == [1, 2]
-    for model in sender.levels():
-        assert model.meta.codec["hidden"] == 24 and model.meta.training["warmup"] == 4
-        assert model.meta.preset["family"] == "residual"
-        codes = model.compress(mnist_test.images[:5])
-        pixels, _ = receiver.decompress(codes)
-        assert pixels.shape == (5, 28, 28)
-
-
-def test_spatial_preset_trains_two_levels_and_decodes(tmp_path: Path, mnist_test: MnistSplit) -> None:
-    """The spatial family's (L, 7, 7) latent goes through the conditional model like a vector."""
-    out = tmp_path / "s"
-    args = ["--preset", "spatial-tiny", "--loss", "mse", "--lmbda", "5,50", "--level", "5", *SMALL]
-    options = ["--prior", "conditional", "--groups", "2", "--prior-hidden", "16", "--output-bias", "mean"]
+    args = ["--preset", preset, "--loss", "mse", "--lmbda", "5,50", "--level", "5", *SMALL]
+    options = ["--prior", "conditional", "--groups", "4", "--prior-hidden", "24", *extra]
     assert train.main([*args, *options, "--out", str(out)]) == 0
     sender, receiver = EncoderLadder.load(out), DecoderLadder.load(out)
     assert sorted(m.level for m in sender.levels()) == [5, 6]
     for model in sender.levels():
-        assert model.meta.preset["family"] == "spatial" and model.meta.codec["groups"] == 2
+        assert model.meta.codec["hidden"] == 24 and model.meta.training["warmup"] == 4
+        assert model.meta.preset["family"] == get_preset(preset).family
         pixels, _ = receiver.decompress(model.compress(mnist_test.images[:5]))
         assert pixels.shape == (5, 28, 28)
 
