@@ -75,7 +75,7 @@ RUNGS: tuple[Rung, ...] = (
     ),
     # Level 6 (issue #10, tenth round): a 7×7 latent map of 4 channels (196 values, no dense layer)
     # in place of the 32-value vector, so that strokes stay where they are: the first level at
-    # ≥ 28.3 dB, for about twice q5's bytes; vector nets flatten out below 27 dB (docs/rd.md §14).
+    # ≥ 28.3 dB, for about twice q5's bytes; at ≤ 24 B the vector nets stay below 27 dB (docs/rd.md §14).
     Rung(
         "q6",
         "q6",

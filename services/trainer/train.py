@@ -323,7 +323,8 @@ class RateHeads(nn.Module):
     One network serves every level (Cui et al.'s gained variable-rate autoencoder): level l scales
     the latent by a learned gain before rounding and by a learned inverse gain before decoding,
     and has its own prior. At export the gains are folded into the encoder's last and the
-    decoder's first linear layer, so each level becomes an ordinary checkpoint. Training L
+    decoder's first layer (linear, or a Scale in the spatial family), so each level becomes an
+    ordinary checkpoint. Training L
     levels costs about what training one does.
     """
 
@@ -487,7 +488,7 @@ def library_versions() -> dict[str, str]:
 
 
 def fold_gains(model: Model, index: int) -> tuple[Encoder, Decoder]:
-    """Level ``index`` as a plain network pair: its gains folded into the outer linear layers."""
+    """Level ``index`` as a plain network pair: its gains folded into the outer (linear or Scale) layers."""
     assert model.heads is not None
     encoder, decoder = copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu()
     gain = torch.exp(model.heads.log_gains[index]).detach().cpu()

@@ -14,8 +14,10 @@ conditional entropy model's groups condition each channel on the ones before it)
             after the second; ResidualBlock(2C) before the first transposed convolution and
             ResidualBlock(C) before the second
 
-    spatial: image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Conv 3×3 (L) → flatten → latent (N, 49L)
-            latent → (L, 7, 7) → Conv 3×3 (2C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
+    spatial: image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Conv 3×3 (L) → flatten → Scale → latent (N, 49L)
+            latent → Scale → (L, 7, 7) → Conv 3×3 (2C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
+
+    (ReLU after every hidden layer, none on the latent.)
 
 A preset is a frozen dataclass registered by name. Checkpoints store the preset's fields, and
 the networks are rebuilt from them (never guessed from tensor shapes).
@@ -54,6 +56,7 @@ __all__ = [
 
 IMAGE_SIZE = 28
 _CELLS = (IMAGE_SIZE // 4) ** 2  # positions of the 7×7 map under two stride-2 layers
+_SPATIAL = ("spatial", "spatial-residual")  # the families with a (L, 7, 7) latent map
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Preset:
     latent_dims: int = 0  # dense: K, the length of the latent vector (spatial: 49 × latent_channels)
 
     def __post_init__(self) -> None:
-        if self.family == "spatial" and self.latent_dims != self.latent_channels * _CELLS:
+        if self.family in _SPATIAL and self.latent_dims != self.latent_channels * _CELLS:
             raise ValueError(
                 f"a spatial latent has {_CELLS} × latent_channels values, not {self.latent_dims}"
             )
@@ -84,8 +87,8 @@ class Preset:
 
     @property
     def vector_latent(self) -> bool:
-        """A (K,) latent behind a linear bottleneck: entropy coded, trained for rate."""
-        return self.family in ("dense", "residual", "spatial")
+        """A (K,) latent (a vector, or a flattened 7×7 map): entropy coded, trained for rate."""
+        return self.family in ("dense", "residual", *_SPATIAL)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +143,11 @@ register_preset(Preset(name="residual-tiny", family="residual", channels=8, hidd
 register_preset(Preset(name="spatial-2", family="spatial", channels=32, latent_channels=2, latent_dims=98))
 register_preset(Preset(name="spatial-4", family="spatial", channels=32, latent_channels=4, latent_dims=196))
 register_preset(Preset(name="spatial-8", family="spatial", channels=32, latent_channels=8, latent_dims=392))
+register_preset(
+    Preset(
+        name="spatial-residual-2", family="spatial-residual", channels=32, latent_channels=2, latent_dims=98
+    )
+)
 register_preset(Preset(name="spatial-tiny", family="spatial", channels=8, latent_channels=2, latent_dims=98))
 
 
@@ -199,7 +207,7 @@ class Scale(nn.Module):
 
 def _blocks(p: Preset, channels: int) -> list[nn.Module]:
     """A residual block of ``channels`` in the residual family, nothing in the others."""
-    return [ResidualBlock(channels)] if p.family == "residual" else []
+    return [ResidualBlock(channels)] if p.family in ("residual", "spatial-residual") else []
 
 
 def _downsample(p: Preset) -> list[nn.Module]:
@@ -272,6 +280,7 @@ _BUILDERS: dict[str, tuple[Builder, Builder]] = {
     "dense": (_vector_encoder, _vector_decoder),
     "residual": (_vector_encoder, _vector_decoder),
     "spatial": (_spatial_encoder, _spatial_decoder),
+    "spatial-residual": (_spatial_encoder, _spatial_decoder),
 }
 
 

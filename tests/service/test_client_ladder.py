@@ -60,6 +60,7 @@ def level_of(code: bytes) -> tuple[int, bool]:
         (1, False, (1, False)),
         (2, False, (2, False)),
         (5, False, (5, False)),
+        (6, False, (6, False)),
         (3, True, (3, True)),
         (None, True, (3, True)),  # the denoiser's own level
         (None, False, (4, False)),  # the sender's default
@@ -122,7 +123,7 @@ async def test_the_async_client_sends_the_options(
     shipped: tuple[Service, Service], ladder: EncoderLadder
 ) -> None:
     async with AsyncLatentwireClient(sender_url=shipped[0].url, receiver_url=shipped[1].url) as client:
-        assert await client.encode(PHOTO.read_bytes(), quality=5) == expected(ladder, PHOTO, 5)
+        assert await client.encode(PHOTO.read_bytes(), quality=6) == expected(ladder, PHOTO, 6)
         assert await client.encode_batch([PHOTO.read_bytes()], denoise=True) == [
             expected(ladder, PHOTO, None, denoise=True)
         ]
@@ -167,7 +168,7 @@ def test_cli_roundtrip_quality(
     shipped: tuple[Service, Service], ladder: EncoderLadder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sizes = {}
-    for quality in (1, 5):
+    for quality in (1, 5, 6):
         assert main([*urls(shipped), "roundtrip", str(PHOTO), "--quality", str(quality)]) == 0
         match = re.search(
             r"digit-on-paper\.png: (\d+) bytes \(784 pixels\), PSNR ([\d.]+) dB", capsys.readouterr().out
@@ -175,7 +176,7 @@ def test_cli_roundtrip_quality(
         assert match
         sizes[quality] = int(match[1])
         assert sizes[quality] == len(expected(ladder, PHOTO, quality))
-    assert sizes[1] < sizes[5]
+    assert sizes[1] < sizes[5] < sizes[6]
 
 
 def test_cli_refusal_prints_the_service_error(

@@ -58,6 +58,8 @@ def test_registry_round_trip_and_errors() -> None:
         preset_from_dict({**preset.to_dict(), "surprise": 1})
     with pytest.raises(ValueError, match="unknown family"):
         Encoder(Preset(name="x", family="martian"))
+    with pytest.raises(ValueError, match="49 × latent_channels values, not 100"):
+        Preset(name="x", family="spatial", latent_channels=2, latent_dims=100)
 
 
 @torch.no_grad()

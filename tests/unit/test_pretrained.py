@@ -12,7 +12,7 @@ from latentwire.data import MnistSplit
 from latentwire.ladder import DecoderLadder, EncoderLadder, checkpoint_files
 from latentwire.preprocess import psnr
 
-LEVELS = [1, 2, 3, 4, 5]
+LEVELS = [1, 2, 3, 4, 5, 6]
 
 
 @pytest.fixture(scope="module")
