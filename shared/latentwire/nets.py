@@ -140,15 +140,17 @@ register_preset(Preset(name="residual", family="residual", channels=32, hidden=2
 register_preset(Preset(name="residual-32", family="residual", channels=32, hidden=256, latent_dims=32))
 register_preset(Preset(name="residual-tiny", family="residual", channels=8, hidden=32, latent_dims=8))
 # A 7×7 latent map instead of a vector: where a stroke is stays where it is (issue #10, tenth round).
-register_preset(Preset(name="spatial-2", family="spatial", channels=32, latent_channels=2, latent_dims=98))
-register_preset(Preset(name="spatial-4", family="spatial", channels=32, latent_channels=4, latent_dims=196))
-register_preset(Preset(name="spatial-8", family="spatial", channels=32, latent_channels=8, latent_dims=392))
-register_preset(
-    Preset(
-        name="spatial-residual-2", family="spatial-residual", channels=32, latent_channels=2, latent_dims=98
+# spatial-4 is q6; the others are docs/rd.md §14's probes (spatial-residual-2: the high target's lead).
+for _name, _family, _channels, _maps in (
+    ("spatial-2", "spatial", 32, 2),
+    ("spatial-4", "spatial", 32, 4),
+    ("spatial-8", "spatial", 32, 8),
+    ("spatial-residual-2", "spatial-residual", 32, 2),
+    ("spatial-tiny", "spatial", 8, 2),
+):
+    register_preset(
+        Preset(_name, _family, channels=_channels, latent_channels=_maps, latent_dims=_maps * _CELLS)
     )
-)
-register_preset(Preset(name="spatial-tiny", family="spatial", channels=8, latent_channels=2, latent_dims=98))
 
 
 def _seed_encoder(p: Preset) -> nn.Sequential:
