@@ -44,7 +44,13 @@ import numpy as np
 import torch
 
 from latentwire import arithmetic, bitstream
-from latentwire.conditional import ConditionalParams, ConditionalPrior, ConditionalTables, IntegerConditional
+from latentwire.conditional import (
+    ConditionalParams,
+    ConditionalPrior,
+    ConditionalTables,
+    IntegerConditional,
+    clamp,
+)
 from latentwire.entropy import CdfTables
 from latentwire.errors import BadCheckpointError, BadCodeError
 
@@ -429,7 +435,7 @@ class ConditionalCodec(LatentCodec):
         for g in range(self.params.groups):
             start, end = int(bounds[g]), int(bounds[g + 1])
             means, indices[:, start:end] = self.model.predict(values, g)
-            residuals = np.clip(values[:, start:end] - means, -r, r)
+            residuals = clamp(values[:, start:end] - means, -r, r)
             values[:, start:end] = means + residuals  # what the decoder will see
             symbols[:, start:end] = residuals + r
         return ConditionalSymbols(values, symbols, indices)
