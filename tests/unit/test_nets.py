@@ -60,6 +60,23 @@ def test_registry_round_trip_and_errors() -> None:
         Encoder(Preset(name="x", family="martian"))
     with pytest.raises(ValueError, match="49 × latent_channels values, not 100"):
         Preset(name="x", family="spatial", latent_channels=2, latent_dims=100)
+    with pytest.raises(ValueError, match="decoder_blocks is a count for the spatial families"):
+        Preset(name="x", family="dense", latent_dims=8, decoder_blocks=1)
+    with pytest.raises(ValueError, match="decoder_blocks"):
+        Preset(name="x", family="spatial", latent_channels=1, latent_dims=49, decoder_blocks=-1)
+    # checkpoints written before a field existed store no value for it: its default
+    old = {k: v for k, v in get_preset("spatial-4").to_dict().items() if k != "decoder_blocks"}
+    assert preset_from_dict(old) == get_preset("spatial-4")
+
+
+@torch.no_grad()
+def test_decoder_blocks_go_after_the_spatial_decoders_first_convolution_only() -> None:
+    plain, deep = get_preset("spatial-2"), get_preset("spatial-2-decoder-block")
+    assert deep.latent_shape == plain.latent_shape == (98,)
+    assert [type(m) for m in Encoder(deep).net] == [type(m) for m in Encoder(plain).net]
+    layers, plain_layers = list(Decoder(deep).net), [type(m) for m in Decoder(plain).net]
+    assert isinstance(layers[4], ResidualBlock) and layers[4].body[0].in_channels == 64  # 2C at 7×7
+    assert [type(m) for m in layers[:4] + layers[5:]] == plain_layers
 
 
 @torch.no_grad()
