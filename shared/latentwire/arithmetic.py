@@ -47,6 +47,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 from math import log2
 
+import numpy as np
+
 from latentwire.errors import BadCodeError
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "check_cdf",
     "decode",
     "encode",
+    "encode_many",
     "information_bits",
     "prepare",
 ]
@@ -235,6 +238,56 @@ def _encode_prepared(symbols: Sequence[int], tables: PreparedTables) -> bytes:
         _check_symbols(symbols, tables.cdfs)
         raise
     return _terminate(low, width, tables._bits)
+
+
+def encode_many(cum: np.ndarray, freq: np.ndarray) -> list[bytes]:
+    """``encode`` of many messages of equal length at once, from their symbols' table entries.
+
+    ``cum[n, i]`` and ``freq[n, i]`` are ``cdf[s]`` and ``cdf[s + 1] − cdf[s]`` of message n's
+    symbol s at position i, looked up by the caller in its (checked) tables: the same bytes as
+    ``encode`` gives row by row. A sequence's interval composes from its halves' as
+    ``(low₁·2**bits₂ + width₁·low₂, width₁·width₂, bits₁ + bits₂)``, so adjacent positions
+    combine pairwise, then pairs of pairs, each level one whole-array step (the first in int64,
+    the rest on Python integers in object arrays): log₂ K numpy passes instead of K trips round
+    the interpreter's loop per message.
+    """
+    cum, freq = np.asarray(cum, np.int64), np.asarray(freq, np.int64)
+    if cum.ndim != 2 or cum.shape != freq.shape:
+        raise ValueError(f"cum and freq must be (messages, positions) arrays, not {cum.shape}, {freq.shape}")
+    coded = freq != TOTAL  # a one-symbol table leaves the interval as it is: it codes nothing
+    low, width = np.where(coded, cum, 0), np.where(coded, freq, 1)
+    bits = np.where(coded, PRECISION, 0)
+    # (0, 1, 0) is the empty sequence: it pads a level with an odd count. The int64 step is exact:
+    # low < 2**16·2**16 + 2**16·2**16 = 2**33, width ≤ 2**32.
+    low, width, bits = _combine(*_even(low, width, bits))
+    low, width, bits = low.astype(object), width.astype(object), bits.astype(object)
+    while low.shape[1] > 1:
+        low, width, bits = _combine(*_even(low, width, bits))
+    if not low.shape[1]:  # no positions: every message is empty
+        return [b""] * len(low)
+    return [_terminate(*args) for args in zip(low[:, 0].tolist(), width[:, 0].tolist(), bits[:, 0].tolist())]
+
+
+def _even(low: np.ndarray, width: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if low.shape[1] % 2 == 0:
+        return low, width, bits
+    pad = np.zeros((len(low), 1), low.dtype)
+    return (
+        np.concatenate([low, pad], axis=1),
+        np.concatenate([width, pad + 1], axis=1),
+        np.concatenate([bits, pad], axis=1),
+    )
+
+
+def _combine(
+    low: np.ndarray, width: np.ndarray, bits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pair of adjacent sequences (even column, then odd) as one."""
+    return (
+        (low[:, 0::2] << bits[:, 1::2]) + width[:, 0::2] * low[:, 1::2],
+        width[:, 0::2] * width[:, 1::2],
+        bits[:, 0::2] + bits[:, 1::2],
+    )
 
 
 def decode(data: bytes, cdfs: Sequence[Cdf] | PreparedTables) -> list[int]:

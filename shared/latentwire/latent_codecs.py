@@ -359,6 +359,11 @@ class FactorizedCodec(LatentCodec):
 # conditional
 
 
+# From this many codes ``arithmetic.encode_many`` beats coding them one by one (one thread, 98
+# values a code: 15 against 25 µs a code at 16, 13 against 26 at 256; 72 against 25 for one).
+_MANY_CODES = 8
+
+
 class ConditionalSymbols(NamedTuple):
     """What a batch of latents codes to under a conditional model (each (N, K) int64)."""
 
@@ -400,6 +405,7 @@ class ConditionalCodec(LatentCodec):
         self.params = params
         self.model = IntegerConditional(params, tables, dims)  # validates the tables
         self.dims = dims
+        self._cdfs = np.asarray(tables.cdfs, np.int64)  # (rows, 2R + 2)
         self._rows = tuple(tuple(row) for row in tables.cdfs.tolist())  # the CDFs, for the coder
         self._freqs = np.diff(tables.cdfs, axis=1)  # (rows, 2R + 1)
         # the worst case: every position coded with the row holding the smallest frequency
@@ -442,6 +448,9 @@ class ConditionalCodec(LatentCodec):
 
     def compress(self, latents: np.ndarray | torch.Tensor) -> list[bytes]:
         coded = self.symbols(latents)
+        if len(coded.symbols) >= _MANY_CODES:
+            cum = self._cdfs[coded.indices, coded.symbols]
+            return arithmetic.encode_many(cum, self._freqs[coded.indices, coded.symbols])
         rows = self._rows
         return [
             arithmetic.encode(symbols, [rows[i] for i in indices])

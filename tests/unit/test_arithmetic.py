@@ -114,9 +114,9 @@ def cdf_table(draw: st.DrawFn) -> list[int]:
 
 
 @st.composite
-def message(draw: st.DrawFn, max_len: int = 24) -> tuple[list[list[int]], list[int]]:
+def message(draw: st.DrawFn, max_len: int = 24, min_len: int = 0) -> tuple[list[list[int]], list[int]]:
     """Tables and symbols that follow them, mostly the likely ones (as real codes do)."""
-    cdfs = draw(st.lists(cdf_table(), max_size=max_len))
+    cdfs = draw(st.lists(cdf_table(), min_size=min_len, max_size=max_len))
     symbols = []
     for cdf in cdfs:
         likely = int(np.argmax(np.diff(cdf)))
@@ -174,6 +174,29 @@ def test_encode_matches_reference(case: tuple[list[list[int]], list[int]]) -> No
     assert arithmetic.encode(symbols, prepared) == code
     assert arithmetic.decode(code, cdfs) == symbols
     assert arithmetic.decode(code, prepared) == symbols
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> list[tuple[list[list[int]], list[int]]]:
+    """A few messages of one length (0 … 40 positions), each with its own tables."""
+    length = draw(st.integers(0, 40))
+    return draw(st.lists(message(max_len=length, min_len=length), min_size=1, max_size=6))
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=messages())
+def test_encode_many_gives_encodes_bytes(batch: list[tuple[list[list[int]], list[int]]]) -> None:
+    """Composing intervals pairwise in arrays (one-symbol tables included) changes no byte."""
+    cum = np.array([[cdf[s] for cdf, s in zip(*m, strict=True)] for m in batch], np.int64)
+    freq = np.array([[cdf[s + 1] - cdf[s] for cdf, s in zip(*m, strict=True)] for m in batch], np.int64)
+    cum, freq = cum.reshape(len(batch), -1), freq.reshape(len(batch), -1)
+    assert arithmetic.encode_many(cum, freq) == [arithmetic.encode(symbols, cdfs) for cdfs, symbols in batch]
+
+
+def test_encode_many_checks_its_arrays() -> None:
+    with pytest.raises(ValueError, match="must be \\(messages, positions\\) arrays"):
+        arithmetic.encode_many(np.zeros((2, 3), np.int64), np.ones((2, 4), np.int64))
+    assert arithmetic.encode_many(np.zeros((3, 0), np.int64), np.zeros((3, 0), np.int64)) == [b""] * 3
 
 
 @settings(max_examples=400, deadline=None)
