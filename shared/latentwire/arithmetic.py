@@ -265,7 +265,8 @@ def encode_many(cum: np.ndarray, freq: np.ndarray) -> list[bytes]:
         low, width, bits = _combine(*_even(low, width, bits))
     if not low.shape[1]:  # no positions: every message is empty
         return [b""] * len(low)
-    return [_terminate(*args) for args in zip(low[:, 0].tolist(), width[:, 0].tolist(), bits[:, 0].tolist())]
+    ends = zip(low[:, 0].tolist(), width[:, 0].tolist(), bits[:, 0].tolist(), strict=True)
+    return [_terminate(*end) for end in ends]
 
 
 def _even(low: np.ndarray, width: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
