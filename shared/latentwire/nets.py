@@ -12,12 +12,11 @@ conditional entropy model's groups condition each channel on the ones before it)
 
     residual: the same, with ResidualBlock(C) after the first convolution and ResidualBlock(2C)
             after the second; ResidualBlock(2C) before the first transposed convolution and
-            ResidualBlock(C) before the second
+            ResidualBlock(C) before the second (``block="bottleneck"``: BottleneckBlock instead,
+            a 1×1 convolution to half the width, a 3×3, a 1×1 back: ~1/5 of the arithmetic)
 
     spatial: image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Conv 3×3 (L) → flatten → Scale → latent (N, 49L)
             latent → Scale → (L, 7, 7) → Conv 3×3 (2C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
-            (``decoder_blocks``: that many ResidualBlock(2C) after the decoder's 3×3 convolution,
-            where a block costs least: at 7×7, and only in the half that draws the digit)
 
     (ReLU after every hidden layer, none on the latent.)
 
@@ -59,7 +58,8 @@ __all__ = [
 IMAGE_SIZE = 28
 _CELLS = (IMAGE_SIZE // 4) ** 2  # positions of the 7×7 map under two stride-2 layers
 _SPATIAL = ("spatial", "spatial-residual")  # the families with a (L, 7, 7) latent map
-_ACTIVATIONS = ("relu", "gdn")
+_RESIDUAL = ("residual", "spatial-residual")  # the families with residual blocks
+_BLOCK_KINDS = ("basic", "bottleneck")
 
 
 @dataclass(frozen=True)
@@ -72,23 +72,15 @@ class Preset:
     latent_channels: int = 32  # seed: channels of the (C, 7, 7) latent
     hidden: int = 0  # dense: width of the fully connected layer before the bottleneck
     latent_dims: int = 0  # dense: K, the length of the latent vector (spatial: 49 × latent_channels)
-    block: str = "basic"  # residual families: "basic" (two 3×3) or "bottleneck" (1×1, 3×3 at half, 1×1)
-    encoder_blocks: int = 0  # spatial: residual blocks at 7×7 in the encoder, before the latent
-    encoder_block_width: int = 0  # their inner width (a 1×1, 3×3, 1×1 bottleneck); 0: 2C, two 3×3
-    decoder_blocks: int = 0  # spatial: residual blocks at 7×7 in the decoder (capacity where it is cheap)
-    activation: str = "relu"  # after the strided (transposed) convolutions: "relu" or "gdn" (GDN/IGDN)
+    block: str = "basic"  # the residual families' blocks: "basic" (ResidualBlock) or "bottleneck"
 
     def __post_init__(self) -> None:
         if self.family in _SPATIAL and self.latent_dims != self.latent_channels * _CELLS:
             raise ValueError(
                 f"a spatial latent has {_CELLS} × latent_channels values, not {self.latent_dims}"
             )
-        for blocks in ("encoder_blocks", "decoder_blocks"):
-            count = getattr(self, blocks)
-            if count < 0 or (count and self.family not in _SPATIAL):
-                raise ValueError(f"{blocks} is a count for the spatial families, not {self.family!r}")
-        if self.activation not in _ACTIVATIONS or (self.activation != "relu" and self.family == "seed"):
-            raise ValueError(f"activation {self.activation!r}: one of {sorted(_ACTIVATIONS)}, relu for seed")
+        if self.block not in _BLOCK_KINDS or (self.block != "basic" and self.family not in _RESIDUAL):
+            raise ValueError(f"block {self.block!r}: one of {_BLOCK_KINDS}, in the residual families")
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -153,63 +145,28 @@ register_preset(Preset(name="dense-32-h512", family="dense", channels=32, hidden
 register_preset(Preset(name="residual", family="residual", channels=32, hidden=256, latent_dims=64))
 register_preset(Preset(name="residual-32", family="residual", channels=32, hidden=256, latent_dims=32))
 register_preset(Preset(name="residual-tiny", family="residual", channels=8, hidden=32, latent_dims=8))
-# A 7×7 latent map instead of a vector: where a stroke is stays where it is (issue #10, tenth round).
-# spatial-4 is q6; the others are docs/rd.md §14's probes (spatial-residual-2: the high target's lead).
-for _name, _family, _channels, _maps in (
-    ("spatial-2", "spatial", 32, 2),
-    ("spatial-4", "spatial", 32, 4),
-    ("spatial-8", "spatial", 32, 8),
-    ("spatial-residual-2", "spatial-residual", 32, 2),
-    ("spatial-tiny", "spatial", 8, 2),
+# A 7×7 latent map instead of a vector: where a stroke is stays where it is (issue #10, tenth and
+# eleventh rounds). spatial-residual-2-bottleneck is q6; the others are docs/rd.md §14-15's probes
+# (spatial-4 was q6 in the tenth round).
+for _name, _family, _channels, _maps, _block in (
+    ("spatial-2", "spatial", 32, 2, "basic"),
+    ("spatial-4", "spatial", 32, 4, "basic"),
+    ("spatial-8", "spatial", 32, 8, "basic"),
+    ("spatial-residual-2", "spatial-residual", 32, 2, "basic"),
+    ("spatial-residual-2-bottleneck", "spatial-residual", 32, 2, "bottleneck"),
+    ("spatial-tiny", "spatial", 8, 2, "basic"),
+    ("spatial-residual-tiny", "spatial-residual", 8, 2, "bottleneck"),
 ):
     register_preset(
-        Preset(_name, _family, channels=_channels, latent_channels=_maps, latent_dims=_maps * _CELLS)
+        Preset(
+            _name,
+            _family,
+            channels=_channels,
+            latent_channels=_maps,
+            latent_dims=_maps * _CELLS,
+            block=_block,
+        )
     )
-# spatial-2 with one residual block at 7×7 in the decoder: most of spatial-residual-2's quality,
-# for a block where it is cheapest (docs/rd.md §15).
-register_preset(
-    Preset("spatial-2-decoder-block", "spatial", latent_channels=2, latent_dims=2 * _CELLS, decoder_blocks=1)
-)
-register_preset(
-    Preset(
-        "spatial-2-blocks",
-        "spatial",
-        latent_channels=2,
-        latent_dims=2 * _CELLS,
-        encoder_blocks=1,
-        decoder_blocks=1,
-    )
-)
-register_preset(
-    Preset(
-        "spatial-residual-2-bottleneck",
-        "spatial-residual",
-        latent_channels=2,
-        latent_dims=2 * _CELLS,
-        block="bottleneck",
-    )
-)
-register_preset(
-    Preset(
-        "spatial-2-bottleneck",
-        "spatial",
-        latent_channels=2,
-        latent_dims=2 * _CELLS,
-        encoder_blocks=1,
-        encoder_block_width=32,
-        decoder_blocks=1,
-    )
-)
-register_preset(
-    Preset(
-        "spatial-2-gdn-decoder-block",
-        "spatial",
-        latent_channels=2,
-        latent_dims=2 * _CELLS,
-        decoder_blocks=1,
-        activation="gdn",
-    )
-)
 
 
 def _seed_encoder(p: Preset) -> nn.Sequential:
@@ -252,10 +209,15 @@ class ResidualBlock(nn.Module):
 
 
 class BottleneckBlock(nn.Module):
-    """x + conv1×1(relu(conv3×3(relu(conv1×1(x))))), narrower inside (He et al. 2016)."""
+    """x + conv1×1(relu(conv3×3(relu(conv1×1(x))))), half the width inside (He et al. 2016).
 
-    def __init__(self, channels: int, inner: int) -> None:
+    A fifth of ResidualBlock's multiply-adds at the same width, for most of its quality in the
+    spatial network (docs/rd.md §15).
+    """
+
+    def __init__(self, channels: int) -> None:
         super().__init__()
+        inner = channels // 2
         self.body = nn.Sequential(
             nn.Conv2d(channels, inner, 1),
             nn.ReLU(),
@@ -284,54 +246,21 @@ class Scale(nn.Module):
         return x * self.weight
 
 
-class GDN(nn.Module):
-    """Generalized divisive normalization (Ballé et al. 2016), or its inverse (IGDN, in decoders).
-
-    y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²), a 1×1 convolution of x² (IGDN multiplies instead). β
-    and γ are kept non-negative as squares; γ's stored root starts just above zero off the
-    diagonal so that its gradient is not zero there (CompressAI's reparametrization, simplified).
-    """
-
-    _PEDESTAL = 2.0**-18
-
-    def __init__(self, channels: int, *, inverse: bool = False, gamma_init: float = 0.1) -> None:
-        super().__init__()
-        self.inverse = inverse
-        self.beta_root = nn.Parameter(torch.ones(channels))
-        self.gamma_root = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self._PEDESTAL))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.beta_root.square() + 1e-6  # > 0: never a division by zero
-        gamma = self.gamma_root.square()
-        norm = nn.functional.conv2d(x.square(), gamma[:, :, None, None], beta)
-        return x * (norm.sqrt() if self.inverse else norm.rsqrt())
-
-
-def _activation(p: Preset, channels: int, *, inverse: bool = False) -> nn.Module:
-    """The nonlinearity after a strided convolution (inverse: after a decoder's)."""
-    return nn.ReLU() if p.activation == "relu" else GDN(channels, inverse=inverse)
-
-
-def _encoder_block(p: Preset) -> nn.Module:
-    width = p.encoder_block_width
-    return BottleneckBlock(2 * p.channels, width) if width else ResidualBlock(2 * p.channels)
-
-
 def _blocks(p: Preset, channels: int) -> list[nn.Module]:
-    """A residual block of ``channels`` in the residual family, nothing in the others."""
-    if p.family not in ("residual", "spatial-residual"):
+    """A residual block of ``channels`` in the residual families, nothing in the others."""
+    if p.family not in _RESIDUAL:
         return []
-    return [BottleneckBlock(channels, channels // 2) if p.block == "bottleneck" else ResidualBlock(channels)]
+    return [_BLOCKS[p.block](channels)]
 
 
 def _downsample(p: Preset) -> list[nn.Module]:
     """Image → (N, 2C, 7, 7): two strided convolutions (with residual blocks in that family)."""
     return [
         nn.Conv2d(1, p.channels, 5, stride=2, padding=2),
-        _activation(p, p.channels),  # (N, C, 14, 14)
+        nn.ReLU(),  # (N, C, 14, 14)
         *_blocks(p, p.channels),
         nn.Conv2d(p.channels, 2 * p.channels, 5, stride=2, padding=2),
-        _activation(p, 2 * p.channels),  # (N, 2C, 7, 7)
+        nn.ReLU(),  # (N, 2C, 7, 7)
         *_blocks(p, 2 * p.channels),
     ]
 
@@ -341,7 +270,7 @@ def _upsample(p: Preset) -> list[nn.Module]:
     return [
         *_blocks(p, 2 * p.channels),
         nn.ConvTranspose2d(2 * p.channels, p.channels, 5, stride=2, padding=2, output_padding=1),
-        _activation(p, p.channels, inverse=True),  # (N, C, 14, 14)
+        nn.ReLU(),  # (N, C, 14, 14)
         *_blocks(p, p.channels),
         nn.ConvTranspose2d(p.channels, 1, 5, stride=2, padding=2, output_padding=1),
         nn.Sigmoid(),  # (N, 1, 28, 28)
@@ -372,7 +301,6 @@ def _vector_decoder(p: Preset) -> nn.Sequential:
 def _spatial_encoder(p: Preset) -> nn.Sequential:
     return nn.Sequential(
         *_downsample(p),
-        *[_encoder_block(p) for _ in range(p.encoder_blocks)],
         nn.Conv2d(2 * p.channels, p.latent_channels, 3, padding=1),  # (N, L, 7, 7), no activation
         nn.Flatten(),  # channel by channel: (N, 49L)
         Scale(p.latent_dims),
@@ -384,11 +312,13 @@ def _spatial_decoder(p: Preset) -> nn.Sequential:
         Scale(p.latent_dims),
         nn.Unflatten(1, (p.latent_channels, IMAGE_SIZE // 4, IMAGE_SIZE // 4)),
         nn.Conv2d(p.latent_channels, 2 * p.channels, 3, padding=1),
-        _activation(p, 2 * p.channels, inverse=True),  # (N, 2C, 7, 7)
-        *[ResidualBlock(2 * p.channels) for _ in range(p.decoder_blocks)],
+        nn.ReLU(),  # (N, 2C, 7, 7)
         *_upsample(p),
     )
 
+
+_BLOCKS: dict[str, Callable[[int], nn.Module]] = {"basic": ResidualBlock, "bottleneck": BottleneckBlock}
+assert tuple(_BLOCKS) == _BLOCK_KINDS
 
 Builder = Callable[[Preset], nn.Sequential]
 _BUILDERS: dict[str, tuple[Builder, Builder]] = {

@@ -7,6 +7,7 @@ import torch
 
 from latentwire.nets import (
     PRESETS,
+    BottleneckBlock,
     Decoder,
     Encoder,
     Preset,
@@ -60,23 +61,13 @@ def test_registry_round_trip_and_errors() -> None:
         Encoder(Preset(name="x", family="martian"))
     with pytest.raises(ValueError, match="49 × latent_channels values, not 100"):
         Preset(name="x", family="spatial", latent_channels=2, latent_dims=100)
-    with pytest.raises(ValueError, match="decoder_blocks is a count for the spatial families"):
-        Preset(name="x", family="dense", latent_dims=8, decoder_blocks=1)
-    with pytest.raises(ValueError, match="decoder_blocks"):
-        Preset(name="x", family="spatial", latent_channels=1, latent_dims=49, decoder_blocks=-1)
-    # checkpoints written before a field existed store no value for it: its default
-    old = {k: v for k, v in get_preset("spatial-4").to_dict().items() if k != "decoder_blocks"}
+    with pytest.raises(ValueError, match="block 'bottleneck': one of .* in the residual families"):
+        Preset(name="x", family="spatial", latent_channels=1, latent_dims=49, block="bottleneck")
+    with pytest.raises(ValueError, match="block 'huge'"):
+        Preset(name="x", family="residual", latent_dims=8, block="huge")
+    # a checkpoint written before a field existed stores no value for it: it gets the default
+    old = {k: v for k, v in get_preset("spatial-4").to_dict().items() if k != "block"}
     assert preset_from_dict(old) == get_preset("spatial-4")
-
-
-@torch.no_grad()
-def test_decoder_blocks_go_after_the_spatial_decoders_first_convolution_only() -> None:
-    plain, deep = get_preset("spatial-2"), get_preset("spatial-2-decoder-block")
-    assert deep.latent_shape == plain.latent_shape == (98,)
-    assert [type(m) for m in Encoder(deep).net] == [type(m) for m in Encoder(plain).net]
-    layers, plain_layers = list(Decoder(deep).net), [type(m) for m in Decoder(plain).net]
-    assert isinstance(layers[4], ResidualBlock) and layers[4].body[0].in_channels == 64  # 2C at 7×7
-    assert [type(m) for m in layers[:4] + layers[5:]] == plain_layers
 
 
 @torch.no_grad()
@@ -102,3 +93,24 @@ def test_residual_family_is_the_dense_network_with_residual_blocks() -> None:
         assert torch.equal(block(x), x)  # a zero branch: the identity
         torch.nn.init.ones_(biases[1])
         assert torch.equal(block(x), x + 1)  # the branch is added to the input
+
+
+@torch.no_grad()
+def test_bottleneck_blocks_take_the_basic_blocks_places_for_a_fifth_of_the_arithmetic() -> None:
+    basic, bottleneck = get_preset("spatial-residual-2"), get_preset("spatial-residual-2-bottleneck")
+    for half in (Encoder, Decoder):
+        expected = [BottleneckBlock if type(m) is ResidualBlock else type(m) for m in half(basic).net]
+        assert [type(m) for m in half(bottleneck).net] == expected
+    block = BottleneckBlock(64)
+    convs = [m for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+        (64, 32, (1, 1)),
+        (32, 32, (3, 3)),
+        (32, 64, (1, 1)),
+    ]
+    weights = sum(c.weight.numel() for c in convs)  # multiply-adds per position
+    assert weights * 5 < sum(
+        c.weight.numel() for c in ResidualBlock(64).modules() if isinstance(c, torch.nn.Conv2d)
+    )
+    x = torch.randn(2, 64, 7, 7)
+    torch.testing.assert_close(block(x), x + block.body(x))

@@ -88,7 +88,11 @@ def test_conditional_prior_options_are_checked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("preset", "extra"),
-    [("residual-tiny", ["--warmup", "4"]), ("spatial-tiny", ["--warmup", "4", "--output-bias", "mean"])],
+    [
+        ("residual-tiny", ["--warmup", "4"]),
+        ("spatial-tiny", ["--warmup", "4", "--output-bias", "mean"]),
+        ("spatial-residual-tiny", ["--warmup", "4", "--output-bias", "mean"]),
+    ],
 )
 def test_deeper_and_spatial_presets_with_a_wider_conditional_prior(
     tmp_path: Path, mnist_test: MnistSplit, preset: str, extra: list[str]
