@@ -61,7 +61,7 @@ def test_registry_round_trip_and_errors() -> None:
         Encoder(Preset(name="x", family="martian"))
     with pytest.raises(ValueError, match="49 × latent_channels values, not 100"):
         Preset(name="x", family="spatial", latent_channels=2, latent_dims=100)
-    with pytest.raises(ValueError, match="block 'bottleneck': one of .* in the residual families"):
+    with pytest.raises(ValueError, match=r"block 'bottleneck': one of .* in the residual families"):
         Preset(name="x", family="spatial", latent_channels=1, latent_dims=49, block="bottleneck")
     with pytest.raises(ValueError, match="block 'huge'"):
         Preset(name="x", family="residual", latent_dims=8, block="huge")
