@@ -48,12 +48,19 @@ LEVEL_2_MODELS = (
     (Path(__file__).with_name("golden_codes_v7_q2_round8.json"), "a74ab325bd7af82d"),
 )
 GOLDEN_V7_Q2, _ = LEVEL_2_MODELS[-1]
-# Level 6 was added within format v7 (issue 10's tenth round): its codes since it landed.
-GOLDEN_V7_Q6 = Path(__file__).with_name("golden_codes_v7_q6.json")
-RETIRED_Q2 = LEVEL_2_MODELS[:-1]
-# The code of the latent (k·7 mod 5) − 2, k = 0 … K − 1 (K: 32 latent values, 196 at q6), at each
+# Level 6 was added within format v7 (issue 10's tenth round) and retrained in its eleventh.
+LEVEL_6_MODELS = (
+    (Path(__file__).with_name("golden_codes_v7_q6.json"), "15b62012b5540c10"),
+    (Path(__file__).with_name("golden_codes_v7_q6_round11.json"), "34ff94a0c5f75bca"),
+)
+GOLDEN_V7_Q6, _ = LEVEL_6_MODELS[-1]
+# (golden codes, retired model, its level): every model a level served before its last
+RETIRED = [(golden, model, 2) for golden, model in LEVEL_2_MODELS[:-1]] + [
+    (golden, model, 6) for golden, model in LEVEL_6_MODELS[:-1]
+]
+# The code of the latent (k·7 mod 5) − 2, k = 0 … K − 1 (K: 32 latent values, 98 at q6), at each
 # level of the ladder of issue 10's fourth round (format v7; level 2 as retrained in its eighth,
-# level 6 as added in its tenth).
+# level 6 as added in its tenth and retrained in its eleventh).
 GOLDEN_FIXED_LATENT_CODES = {
     "q1": "e32a41f3c2a63b23c68509bf85212133adb13761e1b04ae1272f38defc79fad67767fc762e7a0d42732498",
     "q2": "e4af5cba996ab3b122222b1a379cc4f734686a8088",
@@ -62,12 +69,8 @@ GOLDEN_FIXED_LATENT_CODES = {
     "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
     "q3-denoise": "f6ec3709274c5a978cc69e5e59db569994",
     "q6": (
-        "edc3007dff027e7f7f0101f6040df8a7612aa002f1b62568db6851a8f8571a4d056303991e30c9676816f585"
-        "59b7f90cbb3f83d14b0906535c5affcefd89e9390c3876cc5c5fca0b6b6397beae01eb08998de66d292c59e1"
-        "5460fdcca8d3044db9826bda7bb0f687196b2d1d0a5faf1ea3844797503a8fc988d8af7934ffc619cb3adfbc"
-        "88b041f8de6196c55a54fbc415878ecdb2f32e0885c926b9fc33178e246de6cc9627bb145731ff7393be0672"
-        "fd78a6ac7985be29984c1b12a70b5fbe296721156bc43fabd01e53b2520e921b00b1ef5fe421c3266bef9b62"
-        "d37b98c7b2d2562dfe07822b8c"
+        "edac027741aa84c5beadb1b2e73a3d81c8dcc893cdce1f354a73a123f8b20072cb1f17a90e98bc9d055b4ac1"
+        "97eb84cc3421b0c4fcc5078fcda227072c2e23ee"
     ),
 }
 SPLITS = [1, 2, 3, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 37, 64]
@@ -204,8 +207,8 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
     """The shipped ladder's codes of fixed digits, and the digits they decode to, do not move.
 
     v0.1's v1 codes are the same bytes today; the v7 codes are those the ladder made when it
-    landed (golden_codes_v7.json; level 2's since it was last retrained: LEVEL_2_MODELS; level 6's
-    since it was added: golden_codes_v7_q6.json),
+    landed (golden_codes_v7.json; levels 2's and 6's since they were last retrained:
+    LEVEL_2_MODELS, LEVEL_6_MODELS),
     decoded to the same pixels (±1 grey level: float32 networks
     may differ in the last bits on another machine).
     """
@@ -231,31 +234,32 @@ def test_today_encodes_the_golden_digits_to_the_same_codes(
         assert np.abs(image.astype(int) - before.astype(int)).max() <= 1, where
 
 
-@pytest.mark.parametrize(("golden", "retired"), RETIRED_Q2, ids=[model for _, model in RETIRED_Q2])
-def test_codes_of_a_retired_level_2_model_are_refused_by_name(
-    ladders: tuple[EncoderLadder, DecoderLadder], golden: Path, retired: str
+@pytest.mark.parametrize(("golden", "retired", "level"), RETIRED, ids=[model for _, model, _ in RETIRED])
+def test_codes_of_a_retired_model_are_refused_by_name(
+    ladders: tuple[EncoderLadder, DecoderLadder], golden: Path, retired: str, level: int
 ) -> None:
-    """Real v7 codes of level 2's models before it was retrained: every one refused, naming its model."""
-    entries = [e for e in json.loads(golden.read_text())["codes"] if e["quality"] == 2]
+    """Real v7 codes of a level's models before it was retrained: every one refused, naming its model."""
+    entries = [e for e in json.loads(golden.read_text())["codes"] if e["quality"] == level]
     codes = [bytes.fromhex(e["code"]) for e in entries]
-    assert len(codes) == 8 and set(ladders[1].by_level[2, False].retired_model_ids) == {
-        model for _, model in RETIRED_Q2
+    assert len(codes) == 8 and set(ladders[1].by_level[level, False].retired_model_ids) == {
+        model for _, model, at in RETIRED if at == level
     }
     for code in codes:
         assert (code[0] & 1) << 8 | code[1] == check9(retired, code[0], code[2:])  # they were its codes
         with pytest.raises(
-            RetiredModelError, match=f"made by model {retired}, which quality level 2"
+            RetiredModelError, match=f"made by model {retired}, which quality level {level}"
         ) as caught:
             ladders[1].decompress([code])
         assert caught.value.code == "retired_model" and "re-encode" in caught.value.hint
 
 
-def test_the_served_level_2_model_is_the_last_one_golden_codes_were_made_with(
-    ladders: tuple[EncoderLadder, DecoderLadder],
+@pytest.mark.parametrize(("level", "models"), [(2, LEVEL_2_MODELS[1:]), (6, LEVEL_6_MODELS)])
+def test_the_served_model_is_the_last_one_golden_codes_were_made_with(
+    ladders: tuple[EncoderLadder, DecoderLadder], level: int, models: tuple[tuple[Path, str], ...]
 ) -> None:
-    for golden, model in LEVEL_2_MODELS[1:]:
+    for golden, model in models:
         assert {e["model_id"] for e in json.loads(golden.read_text())["codes"]} == {model}
-    assert ladders[1].by_level[2, False].model_id == LEVEL_2_MODELS[-1][1]
+    assert ladders[1].by_level[level, False].model_id == models[-1][1]
 
 
 @pytest.mark.parametrize(
