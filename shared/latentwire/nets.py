@@ -1,11 +1,12 @@
 """Network definitions: named architecture presets and the Encoder / Decoder they build.
 
-Four families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents, code format
+Five families: ``seed`` (the tutorial's convolutional autoencoder, 8-bit latents, code format
 v1), ``dense`` (built for rate: a narrow vector bottleneck entropy-coded with a learned prior,
 the ladder code format; after the TensorFlow Compression MNIST model), ``residual`` (the dense
-bottleneck with a residual block after each convolution: more capacity at the same latent) and
+bottleneck with a residual block after each convolution: more capacity at the same latent),
 ``spatial`` (no dense layer: a (L, 7, 7) latent map, flattened channel by channel, so that the
-conditional entropy model's groups condition each channel on the ones before it)::
+conditional entropy model's groups condition each channel on the ones before it) and
+``spatial-residual`` (the spatial network with the residual family's blocks, in their places)::
 
     dense:  image → Conv 5×5/2 (C) → Conv 5×5/2 (2C) → Linear(98C → H) → Linear(H → K) → latent (N, K)
             latent → Linear(K → H) → Linear(H → 98C) → ConvT 5×5/2 (C) → ConvT 5×5/2 (1) → sigmoid
