@@ -6,9 +6,9 @@
 
 Each rung is one ``latentwire-train`` run with the options below (the same seed each time), so a
 rung can also be retrained alone with the command recorded in its checkpoint metadata. On this
-project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 3.7 hours, measured
+project's reference machine (2 CPU cores, no GPU) the whole ladder takes about 3.8 hours, measured
 per rung with one other training run beside it (upper bounds), except q2, which ran alone on both
-cores (--threads 2): q1 21 min, q2 73 min, q3 24 min, q4 23 min, q5 24 min, q6 42 min, the denoiser 4.7 min,
+cores (--threads 2): q1 21 min, q2 73 min, q3 24 min, q4 23 min, q5 24 min, q6 52 min, the denoiser 4.7 min,
 the seed network 6-10 min. With ``--device cuda`` the same commands run on a GPU (not measured
 here: no GPU was lent).
 """
@@ -76,13 +76,14 @@ RUNGS: tuple[Rung, ...] = (
     # Level 6 (issue #10, tenth and eleventh rounds): a 7×7 latent map of 2 channels (98 values, no
     # dense layer) in place of the 32-value vector, so that strokes stay where they are, with a
     # bottleneck residual block after each strided convolution and before each transposed one:
-    # 28.26 dB at 23.8 B, where the vector nets stay below 27 dB (docs/rd.md §14-15). It replaced
-    # the tenth round's q6 (a plain 4-channel map, 29.26 dB at 31.1 B), whose codes are refused.
+    # 28.37 dB at 23.8 B, where the vector nets stay below 27 dB; 48 epochs, where 40 gave 28.26 dB
+    # (docs/rd.md §14-15). It replaced the tenth round's q6 (a plain 4-channel map, 29.26 dB at
+    # 31.1 B), whose codes are refused.
     Rung(
         "q6",
         "q6",
         f"{_COMMON} --prior-hidden 512 --preset spatial-residual-2-bottleneck --lmbda 125 --level 6 "
-        "--epochs 40 --lr 2e-3 --quantization noise --finetune-decoder 2 --finetune-prior 2 --shift 1 "
+        "--epochs 48 --lr 2e-3 --quantization noise --finetune-decoder 2 --finetune-prior 2 --shift 1 "
         "--output-bias mean --retires 15b62012b5540c10",
     ),
     # The denoiser: level 3's network fine-tuned on the tutorial's noise (σ 0.4), clean targets.

@@ -51,7 +51,7 @@ GOLDEN_V7_Q2, _ = LEVEL_2_MODELS[-1]
 # Level 6 was added within format v7 (issue 10's tenth round) and retrained in its eleventh.
 LEVEL_6_MODELS = (
     (Path(__file__).with_name("golden_codes_v7_q6.json"), "15b62012b5540c10"),
-    (Path(__file__).with_name("golden_codes_v7_q6_round11.json"), "34ff94a0c5f75bca"),
+    (Path(__file__).with_name("golden_codes_v7_q6_round11.json"), "9d99d9f9fc45c96c"),
 )
 GOLDEN_V7_Q6, _ = LEVEL_6_MODELS[-1]
 # (golden codes, retired model, its level): every model a level served before its last
@@ -69,8 +69,8 @@ GOLDEN_FIXED_LATENT_CODES = {
     "q5": "ebde671ebf363c519548a7a40fd29dd099cf68c558",
     "q3-denoise": "f6ec3709274c5a978cc69e5e59db569994",
     "q6": (
-        "edac027741aa84c5beadb1b2e73a3d81c8dcc893cdce1f354a73a123f8b20072cb1f17a90e98bc9d055b4ac1"
-        "97eb84cc3421b0c4fcc5078fcda227072c2e23ee"
+        "ecdd007efe360734c7f4d6d82d74e7a65a34510586b53f5058372cf60b0d445323c43eb34fe4476a9541d9cf"
+        "6465a10f39eb9b166df3a4f829e0b60842d4bbd29b28"
     ),
 }
 SPLITS = [1, 2, 3, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 37, 64]
